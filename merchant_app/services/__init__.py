@@ -1,0 +1,1 @@
+"""Local services for the built-in default: a Kubo node and an anvil chain."""

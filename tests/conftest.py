@@ -1,0 +1,32 @@
+"""Shared pytest configuration.
+
+Fixtures that start real services live in ``tests/fixtures/`` and are loaded
+here as plugins, so every test module can use them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.chain",
+    "tests.fixtures.ipfs",
+    "tests.fixtures.keyring",
+]
+
+# Qt tests never open a real window; pytest-qt reads this before QApplication.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Return the folder of real e-commerce event files, or skip the test."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real event files not found: {SHARED_DATA} does not exist")
+    return SHARED_DATA

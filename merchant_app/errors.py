@@ -197,3 +197,36 @@ class ModelError(AppError):
     """A model file or update is invalid, or training failed."""
 
     default_user_message = "The model could not be used."
+
+
+class WrongPasswordError(WalletError):
+    """A keystore's password is wrong, or its encrypted key is damaged.
+
+    Keystore files (Web3 Secret Storage v3) carry a MAC over the encrypted key,
+    and a MAC mismatch cannot tell a wrong password from a corrupted file.
+    """
+
+    default_user_message = "The password is wrong. Check it and try again."
+
+
+class InvalidRowError(InputDataError):
+    """A row of a CSV file or an edited event has an invalid value.
+
+    ``line`` is the 1-based line in the file (None for an edited row),
+    ``column`` the column name and ``value`` the text as given; each is None
+    where the error is not about one field.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+        value: str | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        super().__init__(message, user_message=user_message)
+        self.line = line
+        self.column = column
+        self.value = value

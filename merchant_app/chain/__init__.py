@@ -1,0 +1,1 @@
+"""The Ethereum side of the app: the consortium contract and its client."""

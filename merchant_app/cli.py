@@ -16,7 +16,11 @@ logger = logging.getLogger(__name__)
 
 # Modules under merchant_app.commands, in the order their commands are listed.
 COMMAND_MODULES = [
+    "merchant_app.commands.demo",
+    "merchant_app.commands.chain",
     "merchant_app.commands.evaluate",
+    "merchant_app.commands.simulate",
+    "merchant_app.commands.gui",
 ]
 
 

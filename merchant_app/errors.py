@@ -213,7 +213,7 @@ class InvalidRowError(InputDataError):
     """A row of a CSV file or an edited event has an invalid value.
 
     ``line`` is the 1-based line in the file (None for an edited row),
-    ``column`` the column name and ``value`` the text as given; each is None
+    ``column`` the column name and ``value`` the text as given. Each is None
     where the error is not about one field.
     """
 
@@ -230,3 +230,45 @@ class InvalidRowError(InputDataError):
         self.line = line
         self.column = column
         self.value = value
+
+
+class InvalidModelFileError(ModelError):
+    """A model or update file fetched from IPFS failed validation.
+
+    ``reason`` is a short code naming the failed rule (for example ``"shape"``,
+    ``"not_psd"`` or ``"round"``), so callers and logs can group failures. The
+    message names the value.
+    """
+
+    default_user_message = (
+        "A file shared by another merchant is invalid and was left out."
+    )
+
+    def __init__(
+        self, message: str, *, reason: str, user_message: str | None = None
+    ) -> None:
+        super().__init__(message, user_message=user_message)
+        self.reason = reason
+
+
+class InvalidUpdateError(InvalidModelFileError):
+    """A merchant's update file failed validation and is excluded from the round."""
+
+
+class InvalidSettingError(ConfigError):
+    """A profile setting has an invalid value; ``field`` names the setting."""
+
+    def __init__(
+        self, message: str, *, field: str, user_message: str | None = None
+    ) -> None:
+        super().__init__(message, user_message=user_message)
+        self.field = field
+
+
+class StoreError(AppError):
+    """The merchant's SQLite database could not be read or written."""
+
+    default_user_message = (
+        "The app's data file could not be read or written. Check the free disk "
+        "space and that no other program has the file open."
+    )

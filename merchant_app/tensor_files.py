@@ -75,7 +75,8 @@ def _read_header(data: bytes) -> dict[str, Any]:
     header_length = int.from_bytes(data[:8], "little")
     if header_length > len(data) - 8:
         raise ModelError(
-            f"safetensors header length {header_length} exceeds the file size {len(data)}"
+            f"safetensors header length {header_length} exceeds the file size "
+            f"{len(data)}"
         )
     try:
         header = json.loads(data[8 : 8 + header_length])

@@ -70,7 +70,7 @@ def generate_shop(
 def generate(
     out_dir: Path, *, seed: int = 7, events_per_shop: int = 3000
 ) -> list[Path]:
-    """Write ``shop_0.csv`` to ``shop_2.csv`` into ``out_dir`` and return their paths."""
+    """Write the three shop files into ``out_dir`` and return their paths."""
     rng = np.random.default_rng(seed)
     products = []
     for product_id in range(600):

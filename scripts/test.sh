@@ -8,8 +8,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 echo "[test] ruff check"
-.venv/bin/ruff check merchant_app tests benchmarks
+.venv/bin/ruff check merchant_app tests benchmarks ml_model scripts
 echo "[test] import rules (core never imports Qt)"
 .venv/bin/lint-imports
+echo "[test] mypy"
+.venv/bin/mypy
 echo "[test] pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.ipfs",
     "tests.fixtures.keyring",
+    "tests.fixtures.ui",
 ]
 
 # Qt tests never open a real window; pytest-qt reads this before QApplication.

@@ -76,12 +76,17 @@ def check_chain(settings: Settings) -> ServiceCheck:
 
 
 def check_kubo(settings: Settings) -> ServiceCheck:
-    """Test the configured Kubo RPC API; a local node is not checked here."""
+    """Test the Kubo RPC API at ``settings.kubo_api_url``.
+
+    None there means a local node that is not running: callers pass
+    :meth:`OpenProfile.connection_settings`, which fills in the URL of the
+    running local node.
+    """
     if settings.kubo_api_url is None:
-        # NOTE: the window does not start the local node yet, so there is
-        # nothing to test until the code that runs rounds starts it.
         return ServiceCheck(
-            "IPFS", None, "Not checked: this profile uses a local node the app starts."
+            "IPFS",
+            False,
+            "The local IPFS node is not running; its status is shown above.",
         )
     try:
         with KuboClient(settings.kubo_api_url, timeout=CHECK_TIMEOUT_SECONDS) as ipfs:

@@ -135,10 +135,11 @@ def readiness_problem(settings: Settings) -> str | None:
             "No consortium contract is configured. Enter its address in the Wallet tab."
         )
     if settings.kubo_api_url is None:
-        # NOTE: the window does not start the profile's own Kubo node yet.
+        # Callers pass OpenProfile.connection_settings(), which contains the
+        # URL of the local node while it runs.
         return (
-            "This profile uses a local IPFS node that the window does not start "
-            "yet. Enter the Kubo API URL of a running node in the Wallet tab."
+            "The local IPFS node is not running. Its status is in the Wallet "
+            "tab, where you can also enter the Kubo API URL of another node."
         )
     return None
 
@@ -167,6 +168,7 @@ class ProfileConsortium:
         store_path: Path,
         *,
         driver_settings: DriverSettings | None = None,
+        peer_address: str | None = None,
     ) -> None:
         problem = readiness_problem(settings)
         if problem is not None:
@@ -189,6 +191,9 @@ class ProfileConsortium:
         self.ipfs = KuboClient(settings.kubo_api_url)
         self.state = RoundStateStore.open(store_path)
         self.address = wallet.address
+        # The local node's address that run_contribution publishes; None when
+        # the profile uses a node it did not start.
+        self.peer_address = peer_address
 
     def close(self) -> None:
         """Close the IPFS client and the round state connection."""
@@ -317,6 +322,7 @@ def run_contribution(
         transactions = tuple(state.transactions(contract, value.round_id))
         report(RoundSnapshot(value, record, transactions))
 
+    publish_peer_address(consortium)
     driver = RoundDriver(
         contract=consortium.contract,
         ipfs=consortium.ipfs,
@@ -332,6 +338,26 @@ def run_contribution(
     record = state.load(contract, outcome.round_id)
     transactions = tuple(state.transactions(contract, outcome.round_id))
     return ContributionResult(outcome, metrics, transactions, record)
+
+
+def publish_peer_address(consortium: ProfileConsortium) -> None:
+    """Set this member's peer address on the contract when it changed.
+
+    Other members' drivers connect to the published address to fetch this
+    merchant's files. Nothing is sent without a local node's address, or when
+    the contract already has it, so a resumed round sends no extra
+    transaction.
+    """
+    address = consortium.peer_address
+    if address is None:
+        return
+    members = {member.address: member for member in consortium.contract.members()}
+    own = members.get(consortium.address)
+    if own is None or own.peer_address == address:
+        # A non-member cannot set an address; the driver reports that.
+        return
+    consortium.contract.set_peer_address(address)
+    logger.info("peer address of %s set to %s", consortium.address, address)
 
 
 def apply_model(outcome: RoundOutcome, model_folder: Path) -> None:

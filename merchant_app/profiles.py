@@ -19,6 +19,7 @@ from pathlib import Path
 from keyring.backend import KeyringBackend
 
 from merchant_app.errors import AppError, ConfigError
+from merchant_app.profile_node import LocalNodeStatus
 from merchant_app.settings import (
     PROFILE_NAME_PATTERN,
     Settings,
@@ -107,7 +108,11 @@ class WalletSetup:
 
 @dataclass
 class OpenProfile:
-    """An opened profile: its settings, event store and wallet."""
+    """An opened profile: its settings, event store and wallet.
+
+    ``local_node`` is the running local Kubo node, set by the window that
+    started it while the settings name no Kubo API URL.
+    """
 
     settings: Settings
     paths: ProfilePaths
@@ -115,6 +120,25 @@ class OpenProfile:
     wallet: Wallet
     data_root: Path
     is_closed: bool = False
+    local_node: LocalNodeStatus | None = None
+
+    def connection_settings(self, settings: Settings | None = None) -> Settings:
+        """Return ``settings`` (default: the profile's) with the Kubo URL to use.
+
+        A profile that starts a local node gets that node's API URL while it
+        runs. Otherwise ``kubo_api_url`` stays None, which the readers of
+        IPFS report as "local node not running".
+        """
+        settings = settings or self.settings
+        if settings.starts_local_kubo and self.local_node is not None:
+            return settings.replace(kubo_api_url=self.local_node.api_url)
+        return settings
+
+    def local_peer_address(self) -> str | None:
+        """Return the peer address of the running local node, if one is used."""
+        if self.settings.starts_local_kubo and self.local_node is not None:
+            return self.local_node.peer_address
+        return None
 
     def close(self) -> None:
         """Close the event store; closing again does nothing."""

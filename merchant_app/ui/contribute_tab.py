@@ -242,13 +242,13 @@ class ContributeTab(QWidget):
         """Look for an unfinished round and compute the preview in the worker."""
         if self.round_task is not None or self.check_task is not None:
             return
-        problem = readiness_problem(self.profile.settings)
+        settings = self.profile.connection_settings()
+        problem = readiness_problem(settings)
         if problem is not None:
             self.status_label.setText(f"Not ready to contribute: {problem}")
             self.contribute_button.setEnabled(False)
             self.check_button.setEnabled(True)
             return
-        settings = self.profile.settings
         wallet = self.profile.wallet
         store_path = self.profile.paths.store
         driver_settings = self.driver_settings
@@ -282,7 +282,8 @@ class ContributeTab(QWidget):
         """
         if self.round_task is not None or self.check_task is not None:
             return None
-        settings = self.profile.settings
+        settings = self.profile.connection_settings()
+        peer_address = self.profile.local_peer_address()
         wallet = self.profile.wallet
         store_path = self.profile.paths.store
         model_folder = self.profile.paths.model_folder
@@ -290,7 +291,11 @@ class ContributeTab(QWidget):
 
         def work(context: TaskContext) -> ContributionResult:
             with ProfileConsortium(
-                settings, wallet, store_path, driver_settings=driver_settings
+                settings,
+                wallet,
+                store_path,
+                driver_settings=driver_settings,
+                peer_address=peer_address,
             ) as consortium:
                 return run_contribution(
                     consortium,

@@ -36,11 +36,16 @@ class AppController(QObject):
 
     @Slot(object)
     def show_profile(self, profile: OpenProfile) -> MainWindow:
-        """Replace the sign-in window by the main window of ``profile``."""
+        """Replace the sign-in window by the main window of ``profile``.
+
+        The main window also starts the profile's local IPFS node when its
+        settings name no Kubo API URL.
+        """
         self.environment.log_handlers.append(attach_profile_log(profile))
         self.main_window = MainWindow(profile, self.environment)
         self.main_window.show()
         self.main_window.load()
+        self.main_window.start_local_node()
         if self.signin is not None:
             self.signin.close()
             self.signin.deleteLater()

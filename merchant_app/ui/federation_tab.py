@@ -161,7 +161,7 @@ class FederationTab(QWidget):
         """Read rounds, members, peers and metrics in the worker."""
         if self.task is not None:
             return None
-        settings = self.profile.settings
+        settings = self.profile.connection_settings()
         if not settings.has_contract:
             self.status_label.setText(
                 "Not connected: no consortium contract is configured (Wallet tab)."

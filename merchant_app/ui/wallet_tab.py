@@ -31,6 +31,7 @@ from merchant_app.connectivity import (
     read_balance,
 )
 from merchant_app.errors import AppError, ConfigError
+from merchant_app.profile_node import SWARM_KEY_FILE, LocalNodeStatus
 from merchant_app.profiles import OpenProfile, profile_wallet
 from merchant_app.settings import Settings, save_settings
 from merchant_app.ui.errors_dialog import show_error
@@ -57,6 +58,19 @@ def describe_check(check: ServiceCheck) -> str:
     return f"{mark} {check.service}: {check.detail}"
 
 
+def describe_local_node(status: LocalNodeStatus) -> str:
+    """Return the Wallet tab's line about the running local IPFS node."""
+    text = f"Running at {status.api_url}, peer id {status.peer_id}."
+    if status.pid is None:
+        text += " It was already running, so closing the window leaves it running."
+    if status.private_network:
+        return f"{text} It uses the consortium's swarm key ({SWARM_KEY_FILE})."
+    return (
+        f"{text} The profile folder has no consortium swarm key "
+        f"({SWARM_KEY_FILE}), so the node connects to no other node."
+    )
+
+
 class SettingsForm(QGroupBox):
     """The chain, contract and Kubo settings of the profile."""
 
@@ -73,6 +87,14 @@ class SettingsForm(QGroupBox):
         self.local_kubo_check.setChecked(settings.starts_local_kubo)
         self.kubo_edit = QLineEdit(settings.kubo_api_url or "http://127.0.0.1:5001")
         self.kubo_edit.setEnabled(not settings.starts_local_kubo)
+        self.local_node_label = QLabel(
+            "Not started yet." if settings.starts_local_kubo else "Not used."
+        )
+        self.local_node_label.setObjectName("localNodeStatus")
+        self.local_node_label.setWordWrap(True)
+        self.local_node_label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+        )
         self.error_label = QLabel()
         self.error_label.setObjectName("inlineError")
         self.error_label.setWordWrap(True)
@@ -96,6 +118,7 @@ class SettingsForm(QGroupBox):
         form.addRow("Contract address", self.contract_edit)
         form.addRow("IPFS", self.local_kubo_check)
         form.addRow("Kubo API URL", self.kubo_edit)
+        form.addRow("Local node", self.local_node_label)
         form.addRow(self.error_label)
         form.addRow(buttons)
         form.addRow(self.results_label)
@@ -223,6 +246,8 @@ class WalletTab(QWidget):
             self.settings_form.show_error(exc.user_message)
             return None
 
+        settings = self.profile.connection_settings(settings)
+
         def work(context: TaskContext) -> list[ServiceCheck]:
             results = [check_chain(settings)]
             context.report(results[0])
@@ -239,6 +264,10 @@ class WalletTab(QWidget):
         task.failed.connect(self._failed)
         task.finished.connect(self._check_finished)
         return task
+
+    def show_local_node(self, status: str) -> None:
+        """Show the state of the profile's local IPFS node."""
+        self.settings_form.local_node_label.setText(status)
 
     def export_keystore(
         self, destination: Path, export_password: str, password: str | None = None

@@ -20,33 +20,19 @@ import numpy as np
 import pandas as pd
 
 from merchant_app.errors import InputDataError
+from merchant_app.store.layouts import LAYOUT_COLUMNS, Layout
+from merchant_app.store.rows import EVENT_TYPES, event_weights
 
 logger = logging.getLogger(__name__)
 
-SLIM_COLUMNS = (
-    "user_id",
-    "product_id",
-    "category_code",
-    "brand",
-    "price",
-    "event_type",
-)
-FULL_COLUMNS = (
-    "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_id",
-    "user_session",
-)
-EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
+# The layouts, event types and weights are the store's, so the evaluation
+# reads files by the same rules the merchant's database does.
+SLIM_COLUMNS = LAYOUT_COLUMNS[Layout.SLIM]
+FULL_COLUMNS = LAYOUT_COLUMNS[Layout.REES46]
 
 # How much one event counts in training. remove_from_cart is stored but does not
 # count. Repeated events of one (customer, product) pair add up.
-EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "cart": 2.0, "purchase": 4.0}
+EVENT_WEIGHTS: Mapping[str, float] = event_weights()
 
 # Columns of the event tables this package works with.
 EVENT_COLUMNS = (

@@ -47,6 +47,16 @@ contract Consortium {
         uint64 approvedRound;
     }
 
+    /// The leading candidate of round `round`: the first candidate to reach
+    /// the highest approval count below the threshold. Its digest is in
+    /// `_leadDigest`. Kept apart from `Round` so a submission does not pay
+    /// for it.
+    struct Lead {
+        uint64 round;
+        uint16 approvals;
+        uint8 codec;
+    }
+
     /// A proposed aggregate of one round.
     struct Candidate {
         bool proposed;
@@ -67,6 +77,8 @@ contract Consortium {
     mapping(address => Member) private _members;
     /// Key: keccak256(round, codec, digest).
     mapping(bytes32 => Candidate) private _candidates;
+    Lead private _lead;
+    bytes32 private _leadDigest;
 
     event ParametersChanged(
         uint16 minUpdates,
@@ -113,6 +125,11 @@ contract Consortium {
         bytes32 digest,
         uint16 approvals
     );
+    event ApprovalThresholdLowered(
+        uint64 indexed round,
+        uint16 oldThreshold,
+        uint16 newThreshold
+    );
 
     error NotOwner(address caller);
     error NotMember(address account);
@@ -138,6 +155,8 @@ contract Consortium {
     error UnsupportedCodec(uint8 codec);
     error EmptyDigest();
     error ZeroWeight();
+    error ZeroThreshold();
+    error ThresholdNotLowered(uint16 given, uint16 current);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -200,7 +219,9 @@ contract Consortium {
         uint16 remaining = config.memberCount - 1;
         if (round.phase != Phase.NotStarted) {
             _checkMemberCount(remaining, config.minUpdates, config.approvalThreshold);
-            _checkMemberCount(remaining, round.minUpdates, round.approvalThreshold);
+            // A closed round no longer uses its minimum of updates.
+            uint16 roundMinimum = round.phase == Phase.Open ? round.minUpdates : 1;
+            _checkMemberCount(remaining, roundMinimum, round.approvalThreshold);
         }
 
         member.sinceRound = 0;
@@ -217,6 +238,37 @@ contract Consortium {
                 emit RoundClosed(round.id, round.submittedUpdates, msg.sender);
             }
             _round = round;
+        }
+    }
+
+    /// Lower the approval threshold of the running round `roundId`, open or
+    /// closed, so that it can finalise, or a member can be removed, after
+    /// members stopped responding. If the round is closed and its leading
+    /// candidate already has `approvalThreshold` approvals, the round
+    /// finalises on that candidate and the next one opens.
+    function lowerApprovalThreshold(uint64 roundId, uint16 approvalThreshold)
+        external
+        onlyOwner
+    {
+        Round memory round = _round;
+        if (round.phase == Phase.NotStarted) revert NotStarted();
+        if (roundId != round.id) revert WrongRound(roundId, round.id);
+        if (approvalThreshold == 0) revert ZeroThreshold();
+        if (approvalThreshold >= round.approvalThreshold) {
+            revert ThresholdNotLowered(approvalThreshold, round.approvalThreshold);
+        }
+
+        emit ApprovalThresholdLowered(roundId, round.approvalThreshold, approvalThreshold);
+        Lead memory lead = _lead;
+        bool reached = round.phase == Phase.Closed &&
+            lead.round == roundId &&
+            lead.approvals >= approvalThreshold;
+        if (reached) {
+            bytes32 digest = _leadDigest;
+            emit RoundFinalized(roundId, lead.codec, digest, lead.approvals);
+            _openRound(roundId + 1, lead.codec, digest, _config);
+        } else {
+            _round.approvalThreshold = approvalThreshold;
         }
     }
 
@@ -310,6 +362,8 @@ contract Consortium {
         if (approvals >= round.approvalThreshold) {
             emit RoundFinalized(roundId, codec, digest, approvals);
             _openRound(roundId + 1, codec, digest, _config);
+        } else {
+            _recordLead(roundId, codec, digest, approvals);
         }
     }
 
@@ -417,6 +471,18 @@ contract Consortium {
             config.minUpdates,
             config.approvalThreshold
         );
+    }
+
+    /// Make the candidate the round's lead if it has more approvals than the
+    /// lead. Strictly more, so of two candidates with equal approvals the one
+    /// that reached that count first stays the lead.
+    function _recordLead(uint64 roundId, uint8 codec, bytes32 digest, uint16 approvals)
+        private
+    {
+        Lead memory lead = _lead;
+        if (lead.round == roundId && approvals <= lead.approvals) return;
+        _lead = Lead(roundId, approvals, codec);
+        _leadDigest = digest;
     }
 
     /// Return the caller's member slot after checking that it may write in

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from merchant_app.chain.cid import CODEC_DAG_PB, CODEC_RAW
+from merchant_app.chain.cid import CODEC_DAG_PB, CODEC_RAW, Cid
 from merchant_app.chain.consortium import (
     AggregateApproved,
+    ApprovalThresholdLowered,
     Phase,
     RoundClosed,
     RoundFinalized,
@@ -476,3 +477,184 @@ def test_submission_gas_within_target(
 
     assert consortium.owner.current_round().phase is Phase.CLOSED
     assert sum(gas) / len(gas) <= SUBMISSION_GAS_TARGET
+
+
+def approve_by(consortium: Consortium, indexes: list[int], cid: Cid) -> None:
+    for index in indexes:
+        consortium.members[index].approve_aggregate(1, cid)
+
+
+def test_lowered_threshold_finalizes_stalled_round(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    submit_all(consortium, 1, 3)
+    aggregate = make_cid("aggregate 1")
+    consortium.members[0].propose_aggregate(1, aggregate)
+    approve_by(consortium, [0, 1], aggregate)  # member 2 never approves
+    stalled = rejected(lambda: consortium.members[0].approve_aggregate(1, aggregate))
+    assert revert_name(stalled.reason) == "AlreadyApproved"
+
+    result = consortium.owner.lower_approval_threshold(1, 2)
+
+    events = consortium.owner.events_in(result)
+    assert [type(event) for event in events] == [
+        ApprovalThresholdLowered,
+        RoundFinalized,
+        RoundOpened,
+    ]
+    _, finalized, opened = events
+    assert isinstance(finalized, RoundFinalized)
+    assert finalized.round_id == 1
+    assert finalized.cid == aggregate
+    assert finalized.approvals == 2
+    assert isinstance(opened, RoundOpened)
+    assert opened.round_id == 2
+    assert opened.base_cid == aggregate
+    assert opened.approval_threshold == 3  # later rounds keep the configuration
+    state = consortium.owner.current_round()
+    assert state.round_id == 2
+    assert state.phase is Phase.OPEN
+
+
+def test_lowered_threshold_event_fields(consortium_factory: Callable[..., Consortium]):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+
+    result = consortium.owner.lower_approval_threshold(1, 2)
+
+    (event,) = consortium.owner.approval_thresholds_lowered(1)
+    assert event.round_id == 1
+    assert event.old_threshold == 3
+    assert event.new_threshold == 2
+    assert event.meta.tx_hash == result.tx_hash
+    assert consortium.owner.approval_thresholds_lowered(2) == []
+    state = consortium.owner.current_round()
+    assert state.approval_threshold == 2
+    assert state.phase is Phase.OPEN  # an open round has no candidate to finalise
+
+
+def test_lowered_threshold_waits_below_lead(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    submit_all(consortium, 1, 3)
+    aggregate = make_cid("aggregate 1")
+    consortium.members[0].propose_aggregate(1, aggregate)
+    approve_by(consortium, [0], aggregate)
+
+    consortium.owner.lower_approval_threshold(1, 2)
+
+    assert consortium.owner.current_round().phase is Phase.CLOSED
+    assert consortium.owner.current_round().approval_threshold == 2
+    approve_by(consortium, [1], aggregate)
+    (finalized,) = consortium.owner.rounds_finalized(1)
+    assert finalized.cid == aggregate
+    assert finalized.approvals == 2
+
+
+def test_lowered_threshold_picks_most_approved(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    submit_all(consortium, 1, 3)
+    first, second = make_cid("first aggregate"), make_cid("second aggregate")
+    consortium.members[0].propose_aggregate(1, first)
+    consortium.members[1].propose_aggregate(1, second)
+    approve_by(consortium, [2], first)
+    approve_by(consortium, [0, 1], second)
+
+    consortium.owner.lower_approval_threshold(1, 1)
+
+    (finalized,) = consortium.owner.rounds_finalized(1)
+    assert finalized.cid == second
+    assert finalized.approvals == 2
+
+
+def test_lowered_threshold_tie_keeps_earlier(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    submit_all(consortium, 1, 3)
+    first, second = make_cid("first aggregate"), make_cid("second aggregate")
+    consortium.members[0].propose_aggregate(1, first)
+    consortium.members[1].propose_aggregate(1, second)
+    approve_by(consortium, [1], second)
+    approve_by(consortium, [0], first)
+
+    consortium.owner.lower_approval_threshold(1, 1)
+
+    (finalized,) = consortium.owner.rounds_finalized(1)
+    assert finalized.cid == second
+    assert finalized.approvals == 1
+
+
+def test_lowered_threshold_ignores_older_round_lead(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    submit_all(consortium, 1, 3)
+    old = make_cid("aggregate 1")
+    consortium.members[0].propose_aggregate(1, old)
+    approve_by(consortium, [0, 1], old)
+    consortium.owner.lower_approval_threshold(1, 2)
+    for index, member in enumerate(consortium.members):
+        member.submit_update(2, make_cid(f"update 2 {index}"), 5)
+
+    consortium.owner.lower_approval_threshold(2, 1)
+
+    state = consortium.owner.current_round()
+    assert state.round_id == 2
+    assert state.phase is Phase.CLOSED
+    assert consortium.owner.rounds_finalized(2) == []
+
+
+def test_lowered_threshold_allows_removal(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    submit_all(consortium, 1, 3)
+    silent = consortium.member_addresses()[2]
+    blocked = rejected(lambda: consortium.owner.remove_member(silent))
+    assert blocked.reason == "MemberCountTooLow(members=2, required=3)"
+
+    consortium.owner.lower_approval_threshold(1, 2)
+    consortium.owner.set_parameters(
+        min_updates=2, approval_threshold=2, round_seconds=3600
+    )
+    consortium.owner.remove_member(silent)
+
+    assert consortium.owner.parameters().member_count == 2
+    aggregate = make_cid("aggregate 1")
+    consortium.members[0].propose_aggregate(1, aggregate)
+    approve_by(consortium, [0, 1], aggregate)
+    assert consortium.owner.current_round().round_id == 2
+
+
+def test_lower_threshold_rejections(consortium_factory: Callable[..., Consortium]):
+    consortium = consortium_factory(members=3, min_updates=3, approval_threshold=3)
+    owner = consortium.owner
+
+    by_member = rejected(lambda: consortium.members[0].lower_approval_threshold(1, 2))
+    raised = rejected(lambda: owner.lower_approval_threshold(1, 4))
+    unchanged = rejected(lambda: owner.lower_approval_threshold(1, 3))
+    zero = rejected(lambda: owner.lower_approval_threshold(1, 0))
+    wrong_round = rejected(lambda: owner.lower_approval_threshold(2, 2))
+
+    member = consortium.member_addresses()[0]
+    assert by_member.reason == f"NotOwner(caller={member})"
+    assert raised.reason == "ThresholdNotLowered(given=4, current=3)"
+    assert unchanged.reason == "ThresholdNotLowered(given=3, current=3)"
+    assert zero.reason == "ZeroThreshold()"
+    assert wrong_round.reason == "WrongRound(given=2, current=1)"
+    assert owner.current_round().approval_threshold == 3
+    assert owner.approval_thresholds_lowered() == []
+
+
+def test_lower_threshold_before_start_rejected(
+    consortium_factory: Callable[..., Consortium],
+):
+    consortium = consortium_factory(open_round=False)
+
+    error = rejected(lambda: consortium.owner.lower_approval_threshold(0, 1))
+
+    assert error.reason == "NotStarted()"

@@ -183,6 +183,14 @@ class RoundFinalized:
 
 
 @dataclass(frozen=True)
+class ApprovalThresholdLowered:
+    round_id: int
+    old_threshold: int
+    new_threshold: int
+    meta: EventMeta
+
+
+@dataclass(frozen=True)
 class MemberInfo:
     """A current member as rebuilt from the events."""
 
@@ -268,6 +276,12 @@ _CONVERTERS: dict[str, Callable[[EventData], Any]] = {
         approvals=e["args"]["approvals"],
         meta=_meta(e),
     ),
+    "ApprovalThresholdLowered": lambda e: ApprovalThresholdLowered(
+        round_id=e["args"]["round"],
+        old_threshold=e["args"]["oldThreshold"],
+        new_threshold=e["args"]["newThreshold"],
+        meta=_meta(e),
+    ),
 }
 
 # Events whose first indexed field is the round id.
@@ -278,6 +292,7 @@ _ROUND_INDEXED = {
     "AggregateProposed",
     "AggregateApproved",
     "RoundFinalized",
+    "ApprovalThresholdLowered",
 }
 
 
@@ -363,6 +378,16 @@ class ConsortiumContract:
     def open_first_round(self, base_cid: Cid | str) -> TxResult:
         cid = _as_cid(base_cid)
         return self._transact("openFirstRound", cid.codec, cid.digest)
+
+    def lower_approval_threshold(
+        self, round_id: int, approval_threshold: int
+    ) -> TxResult:
+        """Lower the running round's approval threshold.
+
+        A closed round whose leading candidate already has that many
+        approvals finalises in the same transaction.
+        """
+        return self._transact("lowerApprovalThreshold", round_id, approval_threshold)
 
     # -- member transactions ---------------------------------------------
 
@@ -457,6 +482,13 @@ class ConsortiumContract:
 
     def rounds_finalized(self, round_id: int | None = None) -> list[RoundFinalized]:
         return self._events("RoundFinalized", RoundFinalized, round_id)
+
+    def approval_thresholds_lowered(
+        self, round_id: int | None = None
+    ) -> list[ApprovalThresholdLowered]:
+        return self._events(
+            "ApprovalThresholdLowered", ApprovalThresholdLowered, round_id
+        )
 
     def members(self) -> list[MemberInfo]:
         """Rebuild the current members, with names and latest peer addresses.

@@ -37,6 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log debug messages to stderr"
     )
+    self_test = parser.add_argument_group("self-test")
+    self_test.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check that Qt, torch, the keyring and the contract artifact load, "
+        "print one line per check and exit non-zero on a failure",
+    )
+    self_test.add_argument(
+        "--rpc-url",
+        dest="self_test_rpc_url",
+        metavar="URL",
+        help="with --self-test: also read the chain id and block number here",
+    )
+    self_test.add_argument(
+        "--ipfs-api",
+        dest="self_test_ipfs_api",
+        metavar="URL",
+        help="with --self-test: also request the id and version of this Kubo RPC API",
+    )
+    self_test.add_argument(
+        "--require-keyring",
+        action="store_true",
+        help="with --self-test: fail, not warn, when no OS keyring is usable",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(module_name)
@@ -53,6 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose)
+
+    if args.self_test:
+        from merchant_app.self_test import run_self_test
+
+        return run_self_test(
+            rpc_url=args.self_test_rpc_url,
+            ipfs_api=args.self_test_ipfs_api,
+            require_keyring=args.require_keyring,
+        )
 
     handler = getattr(args, "handler", None)
     if handler is None:

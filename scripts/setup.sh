@@ -88,7 +88,7 @@ install_python_env() {
     fi
     "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
     "$ROOT/.venv/bin/python" -m pip install -q -c "$ROOT/requirements.lock" \
-        -e "$ROOT[dev,bench]"
+        -e "$ROOT[dev,bench,bundle]"
     echo "$stamp" >"$stamp_file"
 }
 

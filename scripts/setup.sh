@@ -14,9 +14,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KUBO_VERSION="v0.43.1"
 # Kubo v0.43.1 replaces go-libp2p with a fork commit that the Go module proxy
 # does not serve, and `go install pkg@version` rejects replace directives in
-# any case. Its go.mod says to drop the replace once a go-libp2p release
-# requires quic-go >= v0.62.0 and webtransport-go >= v0.13.0; v0.50.0 is the
-# first that does, so the build requires that release instead of the fork.
+# any case. A TODO in its go.mod asks to drop the replace once a go-libp2p
+# release requires quic-go >= v0.62.0 and webtransport-go >= v0.13.0. v0.50.0
+# is the first that does, so the build requires that release instead.
 KUBO_LIBP2P_VERSION="v0.50.0"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/merchant-app"
 PYTHON="${PYTHON:-python3.11}"

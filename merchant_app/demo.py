@@ -251,12 +251,13 @@ class DemoConsortium:
         # Keys: the window's merchant from the keyring, the others throwaway.
         gui_wallet = self._open_or_create_profile(names[0])
         accounts = [gui_wallet.local_account, *create_throwaway_accounts(2)]
-        contracts = self._deploy(names, accounts)
+        # On chain the window's merchant has the profile's name, as in the window.
+        contracts = self._deploy([DEMO_PROFILE, *names[1:]], accounts)
         self._open_gui_profile(names[0], gui_wallet)
         self._start_headless(names[1:], contracts[1:])
         self.output(
-            f"Consortium {self.contract_address} is ready: {names[0]} in the "
-            f"window, {', '.join(names[1:])} headless."
+            f"Consortium {self.contract_address} is ready: {DEMO_PROFILE} "
+            f"({names[0]}) in the window, {', '.join(names[1:])} headless."
         )
 
     def close(self) -> None:

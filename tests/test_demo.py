@@ -135,6 +135,13 @@ def test_demo_without_keyring_uses_memory_key(tmp_path: Path) -> None:
         assert demo.profile is not None
         assert demo.profile.wallet.storage == "memory"
         assert not demo.key_in_keyring
+        members = demo.headless[0].driver.contract.members()
+        names = {member.address: member.name for member in members}
+
+    # The window's merchant is on chain under the profile's name, like in the
+    # window; the headless merchants keep their CSV file names.
+    assert names[demo.profile.wallet.address] == DEMO_PROFILE
+    assert sorted(names.values()) == sorted([DEMO_PROFILE, "shop_1", "shop_2"])
 
     assert any("throwaway key held in memory" in line for line in lines)
     assert not (tmp_path / "profiles" / DEMO_PROFILE).exists()

@@ -87,7 +87,8 @@ def test_recommendations_regenerate_and_promote(
 ) -> None:
     window = trained_window(qtbot, main_window)
     tab = window.recommendations_tab
-    tab.customer_edit.setText(str(most_active_customer()))
+    customer = most_active_customer()
+    tab.customer_edit.setText(str(customer))
 
     regenerate = tab.recommend(vary=True)
     assert regenerate is not None
@@ -96,6 +97,10 @@ def test_recommendations_regenerate_and_promote(
         pass
     assert len(tab.last_results) == TOP_K
     assert {item.source for item in tab.last_results} == {"model"}
+    caption = tab.result_label.text()
+    assert caption.startswith(f"A varied list of {TOP_K} for customer {customer}")
+    assert "best-scored products" in caption
+    assert not caption.startswith("Top")
 
     promote = tab.show_promotions()
     with qtbot.waitSignal(promote.finished, timeout=WAIT_MS):

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from merchant_app.store import ImportReport
+from merchant_app.ui.errors_dialog import ErrorDialog
 from merchant_app.ui.main_window import MainWindow
 from tests.fixtures.ui import SAMPLE_CSV
 
@@ -335,3 +336,29 @@ def test_transactions_check_box_toggles_included(
     assert model.data(index, Qt.ItemDataRole.CheckStateRole) == (
         Qt.CheckState.Unchecked
     )
+
+
+def test_transactions_strict_import_error_names_skip_check_box(
+    qtbot: QtBot, main_window: Callable[..., MainWindow], tmp_path: Path
+) -> None:
+    window = main_window()
+    tab = window.transactions_tab
+    path = tmp_path / "small.csv"
+    path.write_text(
+        "user_id,product_id,category_code,brand,price,event_type\n"
+        "1,2,kids.toys,,17.37,view\n"
+        "3,4,kids.toys,,abc,view\n",
+        encoding="utf-8",
+    )
+
+    task = tab.import_file(path)
+    with qtbot.waitSignal(task.finished, timeout=WAIT_MS):
+        pass
+
+    dialog = window.findChild(ErrorDialog, "errorDialog")
+    assert dialog is not None
+    message = dialog.message_label.text()
+    assert message.startswith("Line 3 of small.csv has an invalid price: 'abc'.")
+    assert f"tick “{tab.skip_bad_rows_check.text()}”" in message
+    assert "skip-bad-rows" in dialog.details_text.toPlainText()
+    assert window.profile.store.count_events() == 0

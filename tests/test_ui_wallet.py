@@ -8,11 +8,15 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
+from merchant_app.profiles import OpenProfile
 from merchant_app.services.anvil import AnvilChain
 from merchant_app.services.kubo import KuboNode
 from merchant_app.settings import load_settings
+from merchant_app.simulation.consortium_setup import create_throwaway_accounts
+from merchant_app.ui.app import AppEnvironment
 from merchant_app.ui.main_window import MainWindow
-from merchant_app.wallet import decrypt_keystore
+from merchant_app.ui.wallet_tab import WalletTab
+from merchant_app.wallet import KeyStorage, Wallet, decrypt_keystore
 
 WAIT_MS = 60_000
 
@@ -164,3 +168,29 @@ def test_wallet_export_short_password_says_why(
     assert not (tmp_path / "backup.json").exists()
     assert "8" in tab.export_label.text()
     assert tab.export_button.isEnabled()
+
+
+def test_wallet_tab_names_memory_key_storage(
+    qtbot: QtBot,
+    ui_environment: AppEnvironment,
+    make_profile: Callable[..., OpenProfile],
+) -> None:
+    # The demo's fallback profile: keyring settings, but a key only in memory.
+    profile = make_profile()
+    profile.wallet = Wallet(create_throwaway_accounts(1)[0], storage="memory")
+
+    tab = WalletTab(profile, ui_environment.runner)
+    qtbot.addWidget(tab)
+
+    assert profile.settings.wallet_storage is KeyStorage.KEYRING
+    assert tab.storage_label.text() == (
+        "Throwaway key in memory for this demo run; it is not saved"
+    )
+
+
+def test_wallet_tab_names_keyring_key_storage(
+    main_window: Callable[..., MainWindow],
+) -> None:
+    window = main_window()
+
+    assert window.wallet_tab.storage_label.text() == "System keyring"

@@ -54,7 +54,12 @@ class ErrorDialog(QDialog):
     """Shows one error: its user message, and details on request."""
 
     def __init__(
-        self, error: BaseException, *, title: str, parent: QWidget | None = None
+        self,
+        error: BaseException,
+        *,
+        title: str,
+        message: str | None = None,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
@@ -67,7 +72,7 @@ class ErrorDialog(QDialog):
         icon.setPixmap(
             style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(40)
         )
-        self.message_label = QLabel(user_message(error))
+        self.message_label = QLabel(message or user_message(error))
         self.message_label.setWordWrap(True)
         self.message_label.setObjectName("errorMessage")
         self.details_text = QPlainTextEdit(technical_details(error))
@@ -104,8 +109,12 @@ def show_error(
     parent: QWidget | None = None,
     title: str = "Error",
     context: str = "operation",
+    message: str | None = None,
 ) -> ErrorDialog | None:
     """Log ``error`` with its traceback and open the error dialog for it.
+
+    ``message`` replaces the error's user message, for a caller that knows
+    what the merchant can do next.
 
     Returns None for :class:`Cancelled`, which needs no dialog. The dialog is
     window-modal and opened without a nested event loop.
@@ -119,6 +128,6 @@ def show_error(
         error,
         exc_info=(type(error), error, error.__traceback__),
     )
-    dialog = ErrorDialog(error, title=title, parent=parent)
+    dialog = ErrorDialog(error, title=title, message=message, parent=parent)
     dialog.open()
     return dialog

@@ -29,6 +29,7 @@ from merchant_app.local_model import (
 from merchant_app.profiles import OpenProfile
 from merchant_app.recommender.als import AlsConfig
 from merchant_app.recommender.recommend import (
+    REGENERATE_POOL,
     Promotion,
     Recommendation,
     Recommender,
@@ -188,7 +189,9 @@ class RecommendationsTab(QWidget):
 
         button = self.regenerate_button if vary else self.recommend_button
         task = self._with_recommender("recommend", compute, button)
-        task.succeeded.connect(lambda items: self._show_items(customer_id, items))
+        task.succeeded.connect(
+            lambda items: self._show_items(customer_id, items, varied=vary)
+        )
         return task
 
     def show_promotions(self) -> Task:
@@ -240,15 +243,34 @@ class RecommendationsTab(QWidget):
         self.recommender = result[0]
 
     def _show_items(
-        self, customer_id: int, result: tuple[Recommender, list[Recommendation]]
+        self,
+        customer_id: int,
+        result: tuple[Recommender, list[Recommendation]],
+        *,
+        varied: bool = False,
     ) -> None:
         items = result[1]
         self.last_results = items
         self.table.show_recommendations(items)
-        if items and items[0].source == "popular":
+        if items and items[0].source == "popular" and varied:
+            self.result_label.setText(
+                f"The model does not know customer {customer_id}, so these are "
+                f"drawn at random from up to {REGENERATE_POOL} of your most popular "
+                "products (score = summed event weight)."
+            )
+        elif items and items[0].source == "popular":
             self.result_label.setText(
                 f"The model does not know customer {customer_id}: these are your "
                 "most popular products (score = summed event weight)."
+            )
+        elif varied:
+            # Recommender.regenerate draws k of the best REGENERATE_POOL scores,
+            # weighted towards higher scores, and sorts them best first.
+            self.result_label.setText(
+                f"A varied list of {len(items)} for customer {customer_id}, drawn "
+                f"at random from up to {REGENERATE_POOL} of the customer's "
+                "best-scored products, with higher scores more likely. Products "
+                "the customer already viewed or bought are left out."
             )
         else:
             self.result_label.setText(

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merchant_app.errors import InvalidRowError
 from merchant_app.store import (
     Event,
     EventStore,
@@ -254,7 +255,10 @@ class TransactionsTab(QWidget):
                 chunk_rows=chunk_rows,
             )
 
-        task = self._start_file_task(f"import {path.name}", work)
+        failed = (
+            self._strict_import_failed if mode is ImportMode.STRICT else self._failed
+        )
+        task = self._start_file_task(f"import {path.name}", work, failed=failed)
         self.progress.follow(task, f"Importing {path.name}…", _import_progress)
         task.succeeded.connect(self._imported)
         return task
@@ -281,14 +285,18 @@ class TransactionsTab(QWidget):
     # -- slots -----------------------------------------------------------
 
     def _start_file_task(
-        self, name: str, work: Callable[[TaskContext], object]
+        self,
+        name: str,
+        work: Callable[[TaskContext], object],
+        *,
+        failed: Callable[[BaseException], None] | None = None,
     ) -> Task:
         self.import_button.setEnabled(False)
         self.export_button.setEnabled(False)
         self.report_label.hide()
         task = self.runner.start(name, work)
         self.file_task = task
-        task.failed.connect(self._failed)
+        task.failed.connect(failed or self._failed)
         task.cancelled.connect(lambda: self._show_report("Cancelled. Nothing changed."))
         task.finished.connect(self._file_task_finished)
         return task
@@ -363,6 +371,25 @@ class TransactionsTab(QWidget):
     @Slot(object)
     def _failed(self, error: BaseException) -> None:
         show_error(error, parent=self, context="transactions")
+
+    @Slot(object)
+    def _strict_import_failed(self, error: BaseException) -> None:
+        message = None
+        # The skip mode leaves out data rows with an invalid field (these
+        # errors name a column and a line after the header), but not header
+        # problems or lines that are not CSV at all.
+        if (
+            isinstance(error, InvalidRowError)
+            and error.column is not None
+            and error.line is not None
+            and error.line > 1
+        ):
+            label = self.skip_bad_rows_check.text()
+            message = (
+                f"{error.user_message} Fix the row, or tick “{label}” to import "
+                "the other rows."
+            )
+        show_error(error, parent=self, context="transactions", message=message)
 
     @Slot()
     def _update_buttons(self) -> None:

@@ -173,7 +173,7 @@ class WalletTab(QWidget):
             Qt.TextInteractionFlag.TextSelectableByMouse
         )
         self.balance_label = QLabel("Checking…")
-        self.storage_label = QLabel(_storage_text(profile.settings.wallet_storage))
+        self.storage_label = QLabel(_storage_text(profile.wallet.storage))
         self.backend_label = QLabel("Checking…")
         self.backend_label.setWordWrap(True)
         self.export_button = QPushButton("Export keystore file…")
@@ -367,7 +367,13 @@ class WalletTab(QWidget):
         self.export_keystore(Path(path), export_password, password)
 
 
-def _storage_text(storage: KeyStorage) -> str:
-    if storage is KeyStorage.KEYRING:
+def _storage_text(storage: str) -> str:
+    """Describe where the opened wallet's key is: a ``Wallet.storage`` value."""
+    if storage == KeyStorage.KEYRING:
         return "System keyring"
-    return "Password-protected keystore file in the profile folder"
+    if storage == KeyStorage.KEYSTORE_FILE:
+        return "Password-protected keystore file in the profile folder"
+    if storage == "memory":
+        # Only the demo builds such a wallet, when no OS keyring is usable.
+        return "Throwaway key in memory for this demo run; it is not saved"
+    return f"Unknown key storage {storage!r}"

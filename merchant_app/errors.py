@@ -57,7 +57,7 @@ class IpfsError(AppError):
 
 
 class IpfsUnreachableError(IpfsError):
-    """No Kubo RPC API answers at the configured address."""
+    """No Kubo RPC API responds at the configured address."""
 
     default_user_message = (
         "The IPFS node cannot be reached. Check that it is running and that the "
@@ -68,7 +68,7 @@ class IpfsUnreachableError(IpfsError):
 class IpfsTimeoutError(IpfsError):
     """A Kubo request did not finish within its timeout."""
 
-    default_user_message = "The IPFS node took too long to answer."
+    default_user_message = "The IPFS node took too long to respond."
 
 
 class IpfsNotFoundError(IpfsError):
@@ -78,7 +78,7 @@ class IpfsNotFoundError(IpfsError):
 
 
 class IpfsResponseError(IpfsError):
-    """Kubo answered, but with an error or a body the client cannot parse."""
+    """Kubo responded with an error or a body the client cannot parse."""
 
 
 class IpfsWrongPortError(IpfsUnreachableError):
@@ -103,7 +103,7 @@ class ChainError(AppError):
 
 
 class ChainUnreachableError(ChainError):
-    """No JSON-RPC endpoint answers at the configured URL."""
+    """No JSON-RPC endpoint responds at the configured URL."""
 
     default_user_message = (
         "The blockchain node cannot be reached. Check the RPC URL in the settings."

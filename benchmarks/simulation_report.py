@@ -88,7 +88,7 @@ def last_round_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
-def build_section(report: dict[str, Any], command: str) -> str:
+def build_section(report: dict[str, Any], command: str, report_path: str) -> str:
     """Return the Markdown body of the simulation section."""
     rounds = len(report["rounds"])
     lines = [
@@ -129,7 +129,7 @@ def build_section(report: dict[str, Any], command: str) -> str:
         "merchant thread)",
         f"- Command: `{command}`, then "
         "`.venv/bin/python benchmarks/simulation_report.py --report "
-        "/tmp/report.json`",
+        f"{report_path}`",
     ]
     return "\n".join(lines)
 
@@ -144,7 +144,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
-    write_section("simulation", build_section(report, args.command))
+    write_section("simulation", build_section(report, args.command, str(args.report)))
     print(f"simulation section written from {args.report}")
 
 

@@ -46,6 +46,7 @@ from merchant_app.federation.update_file import UPDATE_TENSORS, update_to_bytes
 from merchant_app.federation.validation import validate_shared_model
 from merchant_app.ipfs import KuboClient
 from merchant_app.local_model import CUSTOMER_FILE, ITEM_FILE, read_events
+from merchant_app.recommender.als import TrainingProgress
 from merchant_app.recommender.evaluation import score_merchant, split_hold_one_out
 from merchant_app.recommender.io import save_customer_factors, save_item_factors
 from merchant_app.settings import Settings
@@ -68,7 +69,9 @@ class ContributionPreview:
 
     ``rows_used`` counts the included events (the rows the update is computed
     from), ``customers`` the customers solved on this device, ``products`` the
-    products the update covers. ``tensor_names`` are the tensors of the file
+    products the update covers, ``single_customer_products`` those of them
+    that only one customer interacted with (their rows reveal that customer's
+    factor, see docs/privacy.md). ``tensor_names`` are the tensors of the file
     and ``unexpected_tensors`` those the update format does not allow, or
     that have a customer axis; the file is per-product only when it is empty.
     """
@@ -78,6 +81,7 @@ class ContributionPreview:
     rows_used: int
     customers: int
     products: int
+    single_customer_products: int
     update_bytes: int
     tensor_names: tuple[str, ...]
     metadata_keys: tuple[str, ...]
@@ -97,6 +101,19 @@ class RoundSnapshot:
     progress: RoundProgress
     record: RoundRecord | None
     transactions: tuple[TxRecord, ...]
+
+
+@dataclass(frozen=True)
+class TrainingSnapshot:
+    """The training objective while a round's train step solves the customers.
+
+    ``customers_done`` of ``customers`` are solved; ``loss`` is the objective
+    per customer with the others at zero factors (see ``refit_customers``).
+    """
+
+    customers_done: int
+    customers: int
+    loss: float
 
 
 @dataclass(frozen=True)
@@ -282,6 +299,7 @@ def preview_contribution(
         rows_used=len(events),
         customers=len(local.customers.customer_ids),
         products=len(local.update.item_ids),
+        single_customer_products=int((local.update.customer_counts == 1).sum()),
         update_bytes=len(update_bytes),
         tensor_names=tensor_names,
         metadata_keys=tuple(sorted(metadata)),
@@ -303,7 +321,7 @@ def run_contribution(
     consortium: ProfileConsortium,
     model_folder: Path,
     *,
-    report: Callable[[RoundSnapshot], None] | None = None,
+    report: Callable[[RoundSnapshot | TrainingSnapshot], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ContributionResult:
     """Run (or resume) one round, save the final model and record its metrics.
@@ -322,6 +340,10 @@ def run_contribution(
         transactions = tuple(state.transactions(contract, value.round_id))
         report(RoundSnapshot(value, record, transactions))
 
+    def training(value: TrainingProgress) -> None:
+        if report is not None:
+            report(TrainingSnapshot(value.iteration, value.total, value.loss))
+
     publish_peer_address(consortium)
     driver = RoundDriver(
         contract=consortium.contract,
@@ -330,6 +352,7 @@ def run_contribution(
         training_events=consortium.training_events,
         settings=consortium.driver_settings,
         progress=progress,
+        training_progress=training,
         cancel=cancel,
     )
     outcome = driver.run_round()

@@ -14,6 +14,7 @@ from merchant_app.recommender.als import (
     AlsConfig,
     TrainingProgress,
     compute_item_statistics,
+    customer_losses,
     refit_customers,
     solve_customers,
     solve_items,
@@ -218,6 +219,80 @@ def test_refit_customers_minimises_loss_for_fixed_items() -> None:
     perturbed_loss = weighted_loss(perturbed, *items, interactions, **options)
     assert refit_loss <= trained_loss + 1e-3
     assert refit_loss < perturbed_loss
+
+
+def test_customer_losses_add_up_to_the_objective() -> None:
+    events = clustered_events(seed=5)
+    model = train_als(build_interactions(events), CONFIG)
+    interactions = build_interactions(events, item_ids=model.items.item_ids)
+    options = {"alpha": CONFIG.alpha, "regularization": CONFIG.regularization}
+    y, b = model.items.factors.double(), model.items.biases.double()
+    x = model.customers.factors.double()
+    middle = len(x) // 2
+
+    shares = torch.cat(
+        [
+            customer_losses(x[:middle], y, b, interactions, start=0, **options),
+            customer_losses(x[middle:], y, b, interactions, start=middle, **options),
+        ]
+    )
+
+    items_penalty = CONFIG.regularization * ((y**2).sum() + (b**2).sum())
+    expected = weighted_loss(x, y, b, interactions, **options)
+    assert float(shares.sum() + items_penalty) == pytest.approx(expected, rel=1e-9)
+
+
+def test_refit_progress_reports_a_falling_loss_and_same_factors() -> None:
+    events = clustered_events(seed=3)
+    model = train_als(build_interactions(events), CONFIG)
+    interactions = build_interactions(events, item_ids=model.items.item_ids)
+    options = {"alpha": CONFIG.alpha, "regularization": CONFIG.regularization}
+    reports: list[TrainingProgress] = []
+
+    plain = refit_customers(model.items, interactions, **options)
+    tracked = refit_customers(
+        model.items, interactions, progress=reports.append, **options
+    )
+
+    # Smaller batches for the reports do not change a single bit.
+    assert customer_factors_to_bytes(plain) == customer_factors_to_bytes(tracked)
+    customers = len(interactions.customer_ids)
+    assert reports[0].iteration == 0
+    assert reports[-1].iteration == customers
+    assert all(report.total == customers for report in reports)
+    assert len(reports) > 2
+    losses = [report.loss for report in reports]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(losses, losses[1:], strict=False))
+    # The last report is the objective of the solution, per customer.
+    final = weighted_loss(
+        tracked.factors.double(),
+        model.items.factors.double(),
+        model.items.biases.double(),
+        interactions,
+        **options,
+    )
+    assert losses[-1] == pytest.approx(final / customers, rel=1e-5)
+
+
+def test_refit_stops_when_cancelled() -> None:
+    events = clustered_events(seed=3)
+    model = train_als(build_interactions(events), CONFIG)
+    interactions = build_interactions(events, item_ids=model.items.item_ids)
+    cancel = threading.Event()
+
+    def cancel_after_first(report: TrainingProgress) -> None:
+        if report.iteration > 0:
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="cancelled after"):
+        refit_customers(
+            model.items,
+            interactions,
+            alpha=CONFIG.alpha,
+            regularization=CONFIG.regularization,
+            progress=cancel_after_first,
+            cancel=cancel,
+        )
 
 
 def test_refit_customers_rejects_other_items() -> None:

@@ -39,6 +39,12 @@ def test_contribute_round_applies_new_model(
     assert preview.per_product_only
     assert "item_ids" in preview.tensor_names
     assert "no customer id" in tab.privacy_label.text()
+    assert 0 <= preview.single_customer_products <= preview.products
+    if preview.single_customer_products:
+        assert f"{preview.single_customer_products:,} of the" in (
+            tab.privacy_label.text()
+        )
+    assert "item_ids" in tab.privacy_label.toolTip()
     assert f"{preview.update_bytes:,} bytes" == tab.size_value.text()
     assert tab.contribute_button.isEnabled()
 
@@ -62,9 +68,17 @@ def test_contribute_round_applies_new_model(
     assert tab.preview.round_id == 2
     assert (profile.paths.model_folder / ITEM_FILE).exists()
     assert (profile.paths.model_folder / CUSTOMER_FILE).exists()
-    assert result.outcome.final_cid in tab.result_label.text()
-    assert len(tab.plot.seconds) >= 2
-    assert tab.plot.steps_done[-1] == len(tab.step_states)
+    assert result.outcome.final_cid in tab.result_label.toolTip()
+    # The loss chart went from no customer fitted to all of them, falling.
+    assert tab.plot.percent_done[0] == 0.0
+    assert tab.plot.percent_done[-1] == 100.0
+    assert len(tab.plot.losses) >= 2
+    assert all(
+        later <= earlier * (1 + 1e-9)
+        for earlier, later in zip(tab.plot.losses, tab.plot.losses[1:], strict=False)
+    )
+    assert tab.plot.losses[-1] < tab.plot.losses[0]
+    assert f"of {preview.customers:,} customers" in tab.loss_label.text()
     recorded = load_metrics(metrics_path(profile.paths.folder))
     assert [entry.round_id for entry in recorded] == [1]
 

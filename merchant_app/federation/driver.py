@@ -14,7 +14,8 @@ same database after a crash therefore resumes the round without sending any
 transaction twice.
 
 The driver is blocking: the GUI runs it in a worker thread, passes a
-``progress`` callback and stops it through a ``threading.Event``.
+``progress`` callback (and ``training_progress`` for the loss while it
+trains) and stops it through a ``threading.Event``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from merchant_app.federation.validation import (
     validate_update,
 )
 from merchant_app.ipfs import KuboClient
+from merchant_app.recommender.als import TrainingProgress
 from merchant_app.recommender.model import FactorModel
 from merchant_app.store import EventStore
 
@@ -129,6 +131,8 @@ class RoundProgress:
 
 
 ProgressCallback = Callable[[RoundProgress], None]
+# Receives the training objective while the train step solves the customers.
+TrainingProgressCallback = Callable[[TrainingProgress], None]
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class RoundDriver:
         training_events: Callable[[], pd.DataFrame],
         settings: DriverSettings | None = None,
         progress: ProgressCallback | None = None,
+        training_progress: TrainingProgressCallback | None = None,
         cancel: threading.Event | None = None,
         step_hook: StepHook | None = None,
     ) -> None:
@@ -208,6 +213,7 @@ class RoundDriver:
         self.training_events = training_events
         self.settings = settings or DriverSettings()
         self.progress = progress
+        self.training_progress = training_progress
         self.cancel = cancel or threading.Event()
         self.step_hook = step_hook
         self.address = account.address
@@ -933,6 +939,8 @@ class RoundDriver:
                 base_cid=record.base_cid,
                 merchant=self.address,
                 min_customers=self.settings.min_customers,
+                progress=self.training_progress,
+                cancel=self.cancel,
             )
             cache.update_bytes = update_to_bytes(local.update)
             # The contract counts whole interaction weights, at least 1.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ from merchant_app.federation.update_file import (
 from merchant_app.federation.validation import ValidationLimits
 from merchant_app.recommender.als import (
     ItemStatistics,
+    ProgressCallback,
     compute_item_statistics,
     refit_customers,
     solve_items,
@@ -77,6 +79,8 @@ def compute_local_update(
     private_items: ItemFactors | None = None,
     max_pair_weight: float = ValidationLimits.max_pair_weight,
     max_factor_norm: float = ValidationLimits.max_factor_norm,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> LocalRoundResult:
     """Compute this merchant's update for ``round_id`` from its ``events``.
 
@@ -88,7 +92,11 @@ def compute_local_update(
     computed, so one customer's burst of events cannot make the whole update
     invalid. Neither happens on the seed shops.
 
+    ``progress`` receives the training objective while the customers are
+    solved (see :func:`refit_customers`), for a live loss chart.
+
     Raises:
+        Cancelled: when ``cancel`` is set during the customer solve.
         ModelError: when the merchant has no weighted events.
     """
     parameters = base.parameters
@@ -108,6 +116,8 @@ def compute_local_update(
         interactions,
         alpha=parameters.alpha,
         regularization=parameters.regularization,
+        progress=progress,
+        cancel=cancel,
     )
 
     # Reduce them to statistics of the items they interacted with.

@@ -51,6 +51,8 @@ DEFAULT_ITERATIONS = 20
 
 # Upper bound on the float64 values held by one batch of (k, k) matrices.
 _BATCH_VALUES = 1 << 22
+# Progress reports of a customer refit with a progress callback, at most.
+REFIT_REPORTS = 50
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,12 @@ def config_for_mode(mode: str) -> AlsConfig:
 
 @dataclass(frozen=True)
 class TrainingProgress:
-    """One progress report: ``iteration`` of ``total`` done, objective ``loss``."""
+    """One progress report: ``iteration`` of ``total`` done, objective ``loss``.
+
+    In :func:`train_als` the steps are iterations and ``loss`` the whole
+    objective; in :func:`refit_customers` they are customers and ``loss`` the
+    objective per customer.
+    """
 
     iteration: int
     total: int
@@ -101,6 +108,8 @@ class TrainingProgress:
 
 
 ProgressCallback = Callable[[TrainingProgress], None]
+# Called with (start, stop, factors) after a batch of customers is solved.
+BatchCallback = Callable[[int, int, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,8 @@ def solve_customers(
     *,
     alpha: float,
     regularization: float,
+    batch_rows: int | None = None,
+    on_batch: BatchCallback | None = None,
 ) -> torch.Tensor:
     """Solve every customer of ``interactions`` for its factors, items fixed.
 
@@ -249,6 +260,12 @@ def solve_customers(
     ``interactions.item_ids``. With the bias moved to the target, customer
     ``u`` solves ``(Y^T Y + sum_i (c_ui - 1) y_i y_i^T + regularization * I)
     x_u = sum_i (c_ui (1 - b_i) + b_i) y_i - Y^T b`` over its items ``i``.
+
+    Customers are solved in batches of at most ``batch_rows`` (default: as
+    many as the memory bound allows); each customer's system is solved on its
+    own, so the batch size does not change the result. ``on_batch(start,
+    stop, factors)`` is called after each batch with its rows' solutions; it
+    may raise to stop the solve.
     """
     dimension = item_factors.shape[1]
     base = item_factors.T @ item_factors
@@ -261,7 +278,7 @@ def solve_customers(
     conf = torch.from_numpy(confidence(interactions.weights, alpha))
     customer_count = len(interactions.customer_ids)
     solutions = torch.empty((customer_count, dimension), dtype=torch.float64)
-    for start, stop in _batches(customer_count, dimension):
+    for start, stop in _batches(customer_count, dimension, limit=batch_rows):
         first, last = np.searchsorted(rows, [start, stop])
         group = torch.from_numpy(rows[first:last] - start)
         vectors = item_factors[cols[first:last]]
@@ -274,7 +291,40 @@ def solve_customers(
         targets = -shared_rhs.expand(stop - start, dimension).clone()
         targets.index_add_(0, group, vectors * coefficients[:, None])
         solutions[start:stop] = _solve_spd(matrices, targets)
+        if on_batch is not None:
+            on_batch(start, stop, solutions[start:stop])
     return solutions
+
+
+def customer_losses(
+    customer_factors: torch.Tensor,
+    item_factors: torch.Tensor,
+    item_biases: torch.Tensor,
+    interactions: Interactions,
+    *,
+    start: int,
+    alpha: float,
+    regularization: float,
+) -> torch.Tensor:
+    """Return each customer's share of the training objective.
+
+    ``customer_factors`` (float64) are the rows ``start`` to ``start + n`` of
+    ``interactions``. A customer's share is the sum over all items of its
+    cells plus its own penalty, so the shares of all customers plus
+    ``regularization * (|Y|^2 + |b|^2)`` equal :func:`weighted_loss`.
+    """
+    x, y, b = customer_factors, item_factors, item_biases
+    count = x.shape[0]
+    # Sum over all items of (x . y_i + b_i)^2, from the Gram matrix.
+    shares = ((x @ (y.T @ y)) * x).sum(dim=1) + 2.0 * (x @ (y.T @ b)) + b @ b
+
+    first, last = np.searchsorted(interactions.rows, [start, start + count])
+    group = torch.from_numpy(interactions.rows[first:last] - start)
+    cols = torch.from_numpy(interactions.cols[first:last])
+    scores = (x[group] * y[cols]).sum(dim=1) + b[cols]
+    conf = torch.from_numpy(confidence(interactions.weights[first:last], alpha))
+    shares.index_add_(0, group, conf * (1.0 - scores) ** 2 - scores**2)
+    return shares + regularization * (x**2).sum(dim=1)
 
 
 def weighted_loss(
@@ -410,29 +460,111 @@ def refit_customers(
     *,
     alpha: float = DEFAULT_ALPHA,
     regularization: float = DEFAULT_REGULARIZATION,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> CustomerFactors:
     """Solve a merchant's customer factors against fixed (shared) item factors.
 
-    Used after a federated round replaced the item factors. ``interactions``
-    must have been built with ``item_ids=items.item_ids`` so its columns are
-    the model's rows.
+    Used in a federated round and after it replaced the item factors.
+    ``interactions`` must have been built with ``item_ids=items.item_ids`` so
+    its columns are the model's rows.
+
+    With ``progress``, the customers are solved in up to ``REFIT_REPORTS``
+    batches and each report carries the customers solved so far and the
+    training objective per customer, with the customers not yet solved at
+    zero factors: the first report is the loss with no customer fitted, the
+    last the loss of the solution. The factors do not depend on it.
+
+    Raises:
+        Cancelled: when ``cancel`` is set; checked after each batch.
     """
     if not np.array_equal(interactions.item_ids, items.item_ids):
         raise ModelError(
             "interactions and item factors list different items; build the "
             "interactions with item_ids=items.item_ids"
         )
-    factors = solve_customers(
-        items.factors.to(torch.float64),
-        items.biases.to(torch.float64),
+    item_factors = items.factors.to(torch.float64)
+    item_biases = items.biases.to(torch.float64)
+    tracker = _RefitTracker(
+        item_factors,
+        item_biases,
         interactions,
         alpha=alpha,
         regularization=regularization,
+        progress=progress,
+        cancel=cancel,
+    )
+    customer_count = len(interactions.customer_ids)
+    factors = solve_customers(
+        item_factors,
+        item_biases,
+        interactions,
+        alpha=alpha,
+        regularization=regularization,
+        batch_rows=-(-customer_count // REFIT_REPORTS) if progress else None,
+        on_batch=tracker.batch_done,
     )
     return CustomerFactors(
         customer_ids=interactions.customer_ids.copy(),
         factors=factors.to(torch.float32),
     )
+
+
+class _RefitTracker:
+    """Checks ``cancel`` and reports the objective of a refit batch by batch.
+
+    The objective is kept as a running sum of per-customer shares
+    (:func:`customer_losses`): each solved batch replaces its customers'
+    shares at zero factors by their shares at the solution.
+    """
+
+    def __init__(
+        self,
+        item_factors: torch.Tensor,
+        item_biases: torch.Tensor,
+        interactions: Interactions,
+        *,
+        alpha: float,
+        regularization: float,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.item_factors = item_factors
+        self.item_biases = item_biases
+        self.interactions = interactions
+        self.alpha = alpha
+        self.regularization = regularization
+        self.progress = progress
+        self.cancel = cancel
+        self.count = len(interactions.customer_ids)
+        if progress is None or self.count == 0:
+            return
+        zeros = item_factors.new_zeros((self.count, item_factors.shape[1]))
+        self.start_shares = self._shares(zeros, 0)
+        items_penalty = (item_factors**2).sum() + (item_biases**2).sum()
+        self.total = float(self.start_shares.sum() + regularization * items_penalty)
+        progress(TrainingProgress(0, self.count, self.total / self.count))
+
+    def batch_done(self, start: int, stop: int, factors: torch.Tensor) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            logger.info("customer refit cancelled after %d customers", start)
+            raise Cancelled(f"training cancelled after {start} customers")
+        if self.progress is None:
+            return
+        solved = self._shares(factors, start).sum()
+        self.total += float(solved - self.start_shares[start:stop].sum())
+        self.progress(TrainingProgress(stop, self.count, self.total / self.count))
+
+    def _shares(self, factors: torch.Tensor, start: int) -> torch.Tensor:
+        return customer_losses(
+            factors,
+            self.item_factors,
+            self.item_biases,
+            self.interactions,
+            start=start,
+            alpha=self.alpha,
+            regularization=self.regularization,
+        )
 
 
 def _design_matrix(customer_factors: torch.Tensor, use_biases: bool) -> torch.Tensor:
@@ -472,8 +604,12 @@ def _solve_spd(matrices: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(upper, lower, upper=True)[:, :, 0]
 
 
-def _batches(count: int, width: int) -> list[tuple[int, int]]:
+def _batches(
+    count: int, width: int, *, limit: int | None = None
+) -> list[tuple[int, int]]:
     step = max(1, _BATCH_VALUES // (width * width))
+    if limit is not None:
+        step = max(1, min(step, limit))
     return [(start, min(start + step, count)) for start in range(0, count, step)]
 
 

@@ -2,18 +2,17 @@
 
 Before anything is sent the tab computes this merchant's update locally and
 shows what it contains. Contribute then runs the round driver in the worker
-pool: each step is listed with its state, a chart draws the steps done over
-time, Cancel sets the driver's cancel event, and the final model is applied to
-the profile. A round left unfinished (Cancel, a closed window, a crash) is
-found on the next launch and offered as Resume.
+pool: each step is listed with its state, a chart draws the training loss
+while the update is trained, Cancel sets the driver's cancel event, and the
+final model is applied to the profile. A round left unfinished (Cancel, a
+closed window, a crash) is found on the next launch and offered as Resume.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QFormLayout,
@@ -38,6 +37,7 @@ from merchant_app.profile_rounds import (
     ContributionResult,
     ProfileConsortium,
     RoundSnapshot,
+    TrainingSnapshot,
     preview_contribution,
     readiness_problem,
     run_contribution,
@@ -45,7 +45,8 @@ from merchant_app.profile_rounds import (
 )
 from merchant_app.profiles import OpenProfile
 from merchant_app.ui.errors_dialog import show_error
-from merchant_app.ui.round_charts import ROUND_STEPS, RoundProgressPlot
+from merchant_app.ui.round_charts import ROUND_STEPS, TrainingLossPlot
+from merchant_app.ui.text import short_id
 from merchant_app.ui.worker import Task, TaskContext, TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ STEP_LABELS: dict[RoundStep, str] = {
     RoundStep.FETCH_BASE: "Fetch the round's base model",
     RoundStep.TRAIN: "Train on your events",
     RoundStep.UPLOAD: "Upload the update to IPFS",
-    RoundStep.SUBMIT: "Submit the update's CID on chain",
+    RoundStep.SUBMIT: "Record the update on the blockchain",
     RoundStep.WAIT_CLOSED: "Wait for the other members' updates",
     RoundStep.FETCH_UPDATES: "Fetch every member's update",
     RoundStep.VALIDATE: "Validate the updates",
@@ -82,24 +83,43 @@ _TX_STEPS = {
     RoundStep.PROPOSE: TxAction.PROPOSE,
     RoundStep.APPROVE: TxAction.APPROVE,
 }
-# Milliseconds between points of the live chart while a round runs.
-PLOT_INTERVAL_MS = 500
+LOSS_CAPTION = (
+    "Training loss: how far the model's scores are from what your customers "
+    "did. It falls while the app fits each customer to the shared model; "
+    "lower is better."
+)
 
 
 def privacy_statement(preview: ContributionPreview) -> str:
-    """Return what the update contains, derived from its tensor names."""
-    names = ", ".join(preview.tensor_names)
+    """Return what the update contains, in plain words, from its tensor names."""
     if not preview.per_product_only:
         return (
             f"Warning: the update contains tensors the update format does not "
             f"allow: {', '.join(preview.unexpected_tensors)}. It will not be sent."
         )
+    text = (
+        "Only numbers about products leave this computer: for each product, a "
+        "summary of how the customers who saw or bought it reacted. The file "
+        "has no customer id and no list of anyone's events."
+    )
+    lone = preview.single_customer_products
+    if lone:
+        text += (
+            f" Note: {lone:,} of the {preview.products:,} products were seen by "
+            "only one of your customers. For those, that customer's taste "
+            "profile (numbers, not who they are) can be read back from the "
+            "file; docs/privacy.md explains it and the setting that leaves "
+            "such products out."
+        )
+    return text
+
+
+def technical_statement(preview: ContributionPreview) -> str:
+    """Return the update's tensor names, axes and metadata keys, for engineers."""
     axes = sorted({axis for name in preview.tensor_names for axis in _axes(name)})
     return (
-        f"The file contains only the tensors {names}, with axes "
-        f"{', '.join(axes)}: one row per product, or one small matrix. None has "
-        f"a customer axis, so no customer id and no customer factor is in it. "
-        f"Its metadata holds {', '.join(preview.metadata_keys)}."
+        f"Tensors: {', '.join(preview.tensor_names)}; axes: {', '.join(axes)} "
+        f"(none counts customers). Metadata: {', '.join(preview.metadata_keys)}."
     )
 
 
@@ -114,21 +134,38 @@ def step_details(
     """Return the detail text per step from the saved round and transactions."""
     details: dict[RoundStep, str] = {}
     if record is not None:
-        details[RoundStep.FETCH_BASE] = f"base {record.base_cid}"
+        details[RoundStep.FETCH_BASE] = f"shared model {record.base_cid}"
         if record.update_cid is not None:
             details[RoundStep.UPLOAD] = (
-                f"{record.update_cid} ({record.update_size or 0:,} bytes)"
+                f"{record.update_size or 0:,} bytes, file {record.update_cid}"
             )
         if record.aggregate_cid is not None:
-            details[RoundStep.AGGREGATE] = f"aggregate {record.aggregate_cid}"
+            details[RoundStep.AGGREGATE] = f"combined model {record.aggregate_cid}"
         if record.final_cid is not None:
             details[RoundStep.WAIT_FINAL] = f"final model {record.final_cid}"
         if record.excluded:
             details[RoundStep.VALIDATE] = f"{len(record.excluded)} update(s) excluded"
+        if _past(record.step, RoundStep.PROPOSE):
+            details[RoundStep.PROPOSE] = "already proposed by another member"
     for step, action in _TX_STEPS.items():
         if action.value in transactions:
-            details[step] = f"tx {transactions[action.value]}"
+            details[step] = f"transaction {transactions[action.value]}"
     return details
+
+
+def _shorten_ids(text: str) -> str:
+    """Shorten each CID or hash in a detail text; other words stay."""
+    return " ".join(
+        short_id(word) if len(word) > 40 and word.isalnum() else word
+        for word in text.split(" ")
+    )
+
+
+def _past(current: RoundStep, step: RoundStep) -> bool:
+    """Return whether the round at ``current`` has finished ``step``."""
+    if current == RoundStep.DONE:
+        return True
+    return ROUND_STEPS.index(current) > ROUND_STEPS.index(step)
 
 
 class ContributeTab(QWidget):
@@ -159,7 +196,6 @@ class ContributeTab(QWidget):
         self.check_task: Task | None = None
         self.step_states: dict[RoundStep, str] = {}
         self.last_result: ContributionResult | None = None
-        self._started_at = 0.0
         self._current_step: RoundStep | None = None
 
         # Build widgets.
@@ -173,7 +209,6 @@ class ContributeTab(QWidget):
         self.size_value = QLabel("–")
         self.privacy_label = QLabel("The update is computed on this computer first.")
         self.privacy_label.setWordWrap(True)
-        self.privacy_label.setObjectName("muted")
         self.check_button = QPushButton("Check again")
         self.contribute_button = QPushButton("Contribute")
         self.contribute_button.setObjectName("primaryButton")
@@ -188,11 +223,12 @@ class ContributeTab(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.plot = RoundProgressPlot()
+        self.plot = TrainingLossPlot()
+        self.loss_label = QLabel(LOSS_CAPTION)
+        self.loss_label.setWordWrap(True)
+        self.loss_label.setObjectName("muted")
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
-        self.plot_timer = QTimer(self)
-        self.plot_timer.setInterval(PLOT_INTERVAL_MS)
 
         # Lay out.
         preview_box = QGroupBox("What will leave this computer")
@@ -215,7 +251,12 @@ class ContributeTab(QWidget):
         progress_layout = QVBoxLayout(progress_box)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.steps_table)
-        splitter.addWidget(self.plot)
+        loss_panel = QWidget()
+        loss_layout = QVBoxLayout(loss_panel)
+        loss_layout.setContentsMargins(0, 0, 0, 0)
+        loss_layout.addWidget(self.plot, 1)
+        loss_layout.addWidget(self.loss_label)
+        splitter.addWidget(loss_panel)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         progress_layout.addWidget(splitter)
@@ -230,7 +271,6 @@ class ContributeTab(QWidget):
         self.check_button.clicked.connect(self.load)
         self.contribute_button.clicked.connect(self.contribute)
         self.cancel_button.clicked.connect(self.cancel)
-        self.plot_timer.timeout.connect(self._add_plot_point)
         self._reset_steps()
         self._set_running(False)
         self.contribute_button.setEnabled(False)
@@ -308,9 +348,7 @@ class ContributeTab(QWidget):
         if self.unfinished is not None:
             self._mark_done_before(self.unfinished.step)
         self.plot.clear()
-        self._started_at = time.monotonic()
-        self._add_plot_point()
-        self.plot_timer.start()
+        self.loss_label.setText(LOSS_CAPTION)
         self.result_label.setText("")
         self._set_running(True)
         task = self.runner.start("contribute round", work)
@@ -361,12 +399,18 @@ class ContributeTab(QWidget):
             self.contribute_button.setText("Contribute")
 
     def _show_preview(self, preview: ContributionPreview) -> None:
-        self.round_value.setText(f"{preview.round_id} (base model {preview.base_cid})")
+        self.round_value.setText(
+            f"{preview.round_id}, starting from the shared model "
+            f"{short_id(preview.base_cid)}"
+        )
+        self.round_value.setToolTip(f"Shared model file on IPFS: {preview.base_cid}")
         self.rows_value.setText(f"{preview.rows_used:,}")
         self.products_value.setText(f"{preview.products:,}")
         self.customers_value.setText(f"{preview.customers:,}")
         self.size_value.setText(f"{preview.update_bytes:,} bytes")
         self.privacy_label.setText(privacy_statement(preview))
+        # The exact file contents, for engineers checking the claim above.
+        self.privacy_label.setToolTip(technical_statement(preview))
 
     @Slot()
     def _check_finished(self) -> None:
@@ -377,6 +421,9 @@ class ContributeTab(QWidget):
 
     @Slot(object)
     def _progress(self, snapshot: object) -> None:
+        if isinstance(snapshot, TrainingSnapshot):
+            self._show_training(snapshot)
+            return
         if not isinstance(snapshot, RoundSnapshot):
             return
         step = snapshot.progress.step
@@ -393,7 +440,15 @@ class ContributeTab(QWidget):
         self.status_label.setText(
             f"Round {snapshot.progress.round_id}: {STEP_LABELS[step].lower()}…"
         )
-        self._add_plot_point()
+
+    def _show_training(self, snapshot: TrainingSnapshot) -> None:
+        self.plot.add_point(snapshot.customers_done, snapshot.customers, snapshot.loss)
+        done = (
+            f"Fitted {snapshot.customers_done:,} of {snapshot.customers:,} "
+            f"customers; loss {snapshot.loss:,.2f}."
+        )
+        self.loss_label.setText(f"{LOSS_CAPTION} {done}")
+        self._show_details({RoundStep.TRAIN: done})
 
     @Slot(object)
     def _succeeded(self, result: ContributionResult) -> None:
@@ -408,17 +463,19 @@ class ContributeTab(QWidget):
         self._show_details(step_details(result.record, transactions))
         outcome = result.outcome
         text = (
-            f"Round {outcome.round_id} is final. The new shared model "
-            f"{outcome.final_cid} is applied: Recommendations use it now. "
-            f"Uploaded {outcome.bytes_uploaded:,} bytes, gas used "
-            f"{outcome.gas_used:,}."
+            f"Round {outcome.round_id} is final. The new shared model is applied: "
+            f"Recommendations use it now. Uploaded {outcome.bytes_uploaded:,} "
+            f"bytes; the blockchain transactions used {outcome.gas_used:,} gas."
         )
         if result.metrics is not None:
             text += (
-                f" On your held-out events: HR@10 {result.metrics.hr10:.3f}, "
-                f"NDCG@10 {result.metrics.ndcg10:.3f}."
+                " Quality check: a product set aside from each customer's "
+                f"history came back in their top 10 for {result.metrics.hr10:.0%} "
+                f"of customers (HR@10 {result.metrics.hr10:.3f}, NDCG@10 "
+                f"{result.metrics.ndcg10:.3f}; the Federation tab explains these)."
             )
         self.result_label.setText(text)
+        self.result_label.setToolTip(f"Final model file on IPFS: {outcome.final_cid}")
         self.status_label.setText(
             f"Round {outcome.round_id} finished. Contribute again when the next "
             "round is open."
@@ -451,8 +508,6 @@ class ContributeTab(QWidget):
     def _round_finished(self) -> None:
         self.round_task = None
         self._current_step = None
-        self.plot_timer.stop()
-        self._add_plot_point()
         self._set_running(False)
         self.round_changed.emit()
         # Show the next round's update, or the saved state of a stopped round.
@@ -463,13 +518,6 @@ class ContributeTab(QWidget):
         show_error(error, parent=self, context="checking the contribution")
 
     # -- helpers ---------------------------------------------------------
-
-    @Slot()
-    def _add_plot_point(self) -> None:
-        if self._started_at == 0.0:
-            return
-        done = sum(1 for state in self.step_states.values() if state == STATE_DONE)
-        self.plot.add_point(time.monotonic() - self._started_at, done)
 
     def _reset_steps(self) -> None:
         for row, step in enumerate(ROUND_STEPS):
@@ -494,7 +542,7 @@ class ContributeTab(QWidget):
     def _show_details(self, details: dict[RoundStep, str]) -> None:
         for step, text in details.items():
             row = ROUND_STEPS.index(step)
-            item = QTableWidgetItem(text)
+            item = QTableWidgetItem(_shorten_ids(text))
             item.setToolTip(text)
             self.steps_table.setItem(row, 2, item)
 

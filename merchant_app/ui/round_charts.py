@@ -1,4 +1,4 @@
-"""pyqtgraph charts of the round screens: live round progress, metrics per round.
+"""pyqtgraph charts of the round screens: live training loss, metrics per round.
 
 NOTE: PySide6 6.12.0 on Python 3.11 crashes a live pyqtgraph plot after a
 few seconds (a reference-count bug); 6.11.3, the pinned version, does not.
@@ -35,33 +35,46 @@ def _styled_plot(parent: QWidget | None) -> pg.PlotWidget:
     return plot
 
 
-class RoundProgressPlot(QWidget):
-    """Steps done against seconds since the round started, drawn as it runs."""
+class TrainingLossPlot(QWidget):
+    """The training loss of the current round, drawn while the customers are solved.
+
+    The x axis is the share of the merchant's customers solved against the
+    round's shared model, the y axis the training objective per customer.
+    The curve falls from the loss with no customer fitted to the loss of the
+    trained update.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = _styled_plot(self)
-        self.plot.setLabel("bottom", "seconds since Contribute")
-        self.plot.setLabel("left", "steps done")
-        self.plot.setYRange(0, len(ROUND_STEPS), padding=0.05)
-        self.curve = self.plot.plot([], [], pen=pg.mkPen(ACCENT_COLOR, width=2))
-        self.seconds: list[float] = []
-        self.steps_done: list[int] = []
+        self.plot.setLabel("bottom", "customers fitted (%)")
+        self.plot.setLabel("left", "training loss")
+        self.plot.setXRange(0, 100, padding=0.02)
+        self.curve = self.plot.plot(
+            [], [], pen=pg.mkPen(ACCENT_COLOR, width=2), symbolSize=4
+        )
+        self.percent_done: list[float] = []
+        self.losses: list[float] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
 
     def clear(self) -> None:
         """Forget the points of the previous round."""
-        self.seconds.clear()
-        self.steps_done.clear()
+        self.percent_done.clear()
+        self.losses.clear()
         self.curve.setData([], [])
 
-    def add_point(self, seconds: float, steps_done: int) -> None:
-        """Append a point and redraw."""
-        self.seconds.append(seconds)
-        self.steps_done.append(steps_done)
-        self.curve.setData(self.seconds, self.steps_done)
+    def add_point(self, customers_done: int, customers: int, loss: float) -> None:
+        """Append a point and redraw; a report with no customers is ignored."""
+        if customers <= 0:
+            return
+        if customers_done == 0:
+            # A new training run (a resumed round trains again from the start).
+            self.clear()
+        self.percent_done.append(100.0 * customers_done / customers)
+        self.losses.append(loss)
+        self.curve.setData(self.percent_done, self.losses)
 
 
 class MetricsPlot(QWidget):

@@ -31,7 +31,8 @@ def test_home_shows_round_and_model_cid(
 
     text = home.round_label.text()
     assert text.startswith("Round 1: open, 0 of 3 updates.")
-    assert f"Model in use: {consortium.base_cid}" in text
+    assert f"Shared model in use: file {str(consortium.base_cid)[:10]}…" in text
+    assert str(consortium.base_cid) in home.round_label.toolTip()
 
 
 def test_home_unreachable_chain_says_not_connected(

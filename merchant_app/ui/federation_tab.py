@@ -36,19 +36,27 @@ from merchant_app.profile_rounds import metrics_path
 from merchant_app.profiles import OpenProfile
 from merchant_app.ui.errors_dialog import show_error
 from merchant_app.ui.round_charts import MetricsPlot
+from merchant_app.ui.text import short_id
 from merchant_app.ui.worker import Task, TaskContext, TaskRunner
 
 logger = logging.getLogger(__name__)
 
 METRICS_CAPTION = (
-    "Measured on this shop's own events after each final round: one held-out "
-    "product per customer with at least two products, ranked among this shop's "
-    "products. Customer factors are refitted without the held-out products, "
-    "but the shared item factors were trained with them, so the scores are "
-    "optimistic."
+    "After each final round the app sets one product aside from the history "
+    "of each customer with at least two, and checks whether the new model "
+    "brings it back. HR@10: the share of customers whose set-aside product is "
+    "in their top 10. NDCG@10: the same, counting a higher place for more. "
+    "Higher is better. The shared model learned from these events in the "
+    "round, so the numbers read higher than for new visits: compare rounds "
+    "with them, not shops."
 )
-ROUND_COLUMNS = ["Round / member", "Status", "Update or model CID", "Transaction"]
-MEMBER_COLUMNS = ["Name", "IPFS peer", "Address", "Since round", "Peer address"]
+ROUND_COLUMNS = [
+    "Round / member",
+    "Status",
+    "Model or update file (IPFS address)",
+    "Blockchain transaction",
+]
+MEMBER_COLUMNS = ["Name", "IPFS peer", "Member since round", "Address", "Peer address"]
 
 
 def round_item(row: RoundRow) -> QTreeWidgetItem:
@@ -135,7 +143,7 @@ class FederationTab(QWidget):
         QVBoxLayout(rounds_box).addWidget(self.rounds_tree)
         members_box = QGroupBox("Members")
         QVBoxLayout(members_box).addWidget(self.members_table)
-        metrics_box = QGroupBox("Model quality per round (HR@10, NDCG@10)")
+        metrics_box = QGroupBox("Recommendation quality per round")
         metrics_layout = QVBoxLayout(metrics_box)
         metrics_layout.addWidget(self.metrics_plot, 1)
         metrics_layout.addWidget(self.metrics_caption)
@@ -201,12 +209,15 @@ class FederationTab(QWidget):
             values = [
                 member.name,
                 member.peer_state,
-                member.address,
                 str(member.since_round),
+                member.address,
                 member.peer_address or "",
             ]
             for column, value in enumerate(values):
-                cell = QTableWidgetItem(value)
+                # Addresses are long: the cell shows their ends, the tooltip
+                # the whole value.
+                shown = short_id(value) if column >= 3 else value
+                cell = QTableWidgetItem(shown)
                 cell.setToolTip(value)
                 self.members_table.setItem(index, column, cell)
         metrics = overview.metrics

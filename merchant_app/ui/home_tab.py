@@ -30,6 +30,7 @@ from merchant_app.store import StoreCounts
 from merchant_app.ui.errors_dialog import show_error
 from merchant_app.ui.products_table import ProductsTable
 from merchant_app.ui.recommendations_tab import describe_model
+from merchant_app.ui.text import short_id
 from merchant_app.ui.worker import Task, TaskContext, TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def describe_round(summary: RoundSummary) -> str:
         f"{summary.submitted_updates} of {summary.expected_updates} updates."
     )
     if summary.base_cid:
-        text += f"\nModel in use: {summary.base_cid}"
+        text += f"\nShared model in use: file {short_id(summary.base_cid)} on IPFS"
     return text
 
 
@@ -195,6 +196,11 @@ class HomeTab(QWidget):
     def _show_round(self, summary: RoundSummary | None) -> None:
         if summary is not None:
             self.round_label.setText(describe_round(summary))
+            self.round_label.setToolTip(
+                f"Shared model file on IPFS: {summary.base_cid}"
+                if summary.base_cid
+                else ""
+            )
 
     @Slot(object)
     def _round_failed(self, error: BaseException) -> None:

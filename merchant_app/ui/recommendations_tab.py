@@ -59,7 +59,7 @@ def describe_model(summary: ModelSummary | None) -> str:
         return "No model yet. Train one on your events to get recommendations."
     return (
         f"Model trained on {summary.customers:,} customers and "
-        f"{summary.products:,} products (dimension {summary.dimension})."
+        f"{summary.products:,} products."
     )
 
 
@@ -296,6 +296,12 @@ class RecommendationsTab(QWidget):
     @Slot(object)
     def _show_summary(self, summary: ModelSummary | None) -> None:
         self.model_label.setText(describe_model(summary))
+        self.model_label.setToolTip(
+            ""
+            if summary is None
+            else f"Each customer and product is described by {summary.dimension} "
+            "numbers (the model's dimension)."
+        )
 
     @Slot(object)
     def _failed(self, error: BaseException) -> None:

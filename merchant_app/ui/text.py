@@ -1,0 +1,13 @@
+"""Short forms of long identifiers for the window's cells and labels."""
+
+from __future__ import annotations
+
+
+def short_id(text: str, *, head: int = 10, tail: int = 6) -> str:
+    """Shorten a CID, hash or address to its ends; shorter text is returned as is.
+
+    The ends are what people compare by eye. Show the whole value in a tooltip.
+    """
+    if len(text) <= head + tail + 1:
+        return text
+    return f"{text[:head]}…{text[-tail:]}"

@@ -60,7 +60,7 @@ from merchant_app.simulation.consortium_setup import (
 )
 from merchant_app.simulation.merchant_data import open_merchant_store
 from merchant_app.store import EventStore
-from merchant_app.wallet import Wallet
+from merchant_app.wallet import MEMORY_STORAGE, Wallet
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class DemoConsortium:
                 "held in memory for this run, in a temporary profile that is "
                 "deleted when the demo ends."
             )
-            return Wallet(create_throwaway_accounts(1)[0], storage="memory")
+            return Wallet(create_throwaway_accounts(1)[0], storage=MEMORY_STORAGE)
         self.key_in_keyring = True
         wallet = profile.wallet
         profile.close()

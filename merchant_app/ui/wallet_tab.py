@@ -36,7 +36,7 @@ from merchant_app.profiles import OpenProfile, profile_wallet
 from merchant_app.settings import Settings, save_settings
 from merchant_app.ui.errors_dialog import show_error
 from merchant_app.ui.worker import Task, TaskContext, TaskRunner
-from merchant_app.wallet import BackendInfo, KeyStorage
+from merchant_app.wallet import MEMORY_STORAGE, BackendInfo, KeyStorage
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,11 @@ class WalletTab(QWidget):
         self.export_button = QPushButton("Export keystore file…")
         self.export_label = QLabel()
         self.export_label.setWordWrap(True)
+        if not self._can_export():
+            self.export_button.setEnabled(False)
+            self.export_label.setText(
+                "The demo's throwaway key is not saved, so there is nothing to export."
+            )
         self.settings_form = SettingsForm(profile.settings)
 
         # Lay out.
@@ -333,11 +338,15 @@ class WalletTab(QWidget):
     @Slot()
     def _export_finished(self) -> None:
         self.export_task = None
-        self.export_button.setEnabled(True)
+        self.export_button.setEnabled(self._can_export())
 
     @Slot(object)
     def _failed(self, error: BaseException) -> None:
         show_error(error, parent=self, context="wallet")
+
+    def _can_export(self) -> bool:
+        # A key held in memory (the demo's, without a keyring) is never stored.
+        return self.profile.wallet.storage != MEMORY_STORAGE
 
     @Slot()
     def _choose_export(self) -> None:
@@ -373,7 +382,7 @@ def _storage_text(storage: str) -> str:
         return "System keyring"
     if storage == KeyStorage.KEYSTORE_FILE:
         return "Password-protected keystore file in the profile folder"
-    if storage == "memory":
+    if storage == MEMORY_STORAGE:
         # Only the demo builds such a wallet, when no OS keyring is usable.
         return "Throwaway key in memory for this demo run; it is not saved"
     return f"Unknown key storage {storage!r}"

@@ -17,10 +17,16 @@ from merchant_app.wallet.keystore import (
     decrypt_keystore,
     encrypt_account,
 )
-from merchant_app.wallet.wallet import KeyStorage, ProfileWallet, Wallet
+from merchant_app.wallet.wallet import (
+    MEMORY_STORAGE,
+    KeyStorage,
+    ProfileWallet,
+    Wallet,
+)
 
 __all__ = [
     "DEFAULT_SCRYPT_N",
+    "MEMORY_STORAGE",
     "MIN_PASSWORD_LENGTH",
     "SERVICE_NAME",
     "BackendInfo",

@@ -48,6 +48,10 @@ class KeyStorage(enum.StrEnum):
     KEYSTORE_FILE = "keystore-file"
 
 
+# ``Wallet.storage`` of a key held only in memory (the demo's throwaway key).
+MEMORY_STORAGE = "memory"
+
+
 class Wallet:
     """A signing account whose private key stays out of ``repr``, ``str`` and pickles.
 
@@ -60,7 +64,7 @@ class Wallet:
 
     def __init__(self, account: LocalAccount, *, storage: str) -> None:
         self._account = account
-        # Where the key came from: a KeyStorage value, or "memory".
+        # Where the key came from: a KeyStorage value, or MEMORY_STORAGE.
         self.storage = storage
 
     @property

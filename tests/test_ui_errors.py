@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -10,7 +11,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from merchant_app.errors import Cancelled, ChainUnreachableError
+from merchant_app.errors import Cancelled, ChainUnreachableError, InvalidRowError
+from merchant_app.logging_setup import CONSOLE_FORMAT, ConsoleFormatter
 from merchant_app.ui.app import AppEnvironment, attach_profile_log, detach_log
 from merchant_app.ui.errors_dialog import UNEXPECTED_MESSAGE, ErrorDialog, show_error
 from merchant_app.ui.main_window import MainWindow
@@ -86,6 +88,36 @@ def test_error_traceback_goes_to_profile_log(
     assert "Traceback (most recent call last)" in log_text
     assert "ValueError: bad value 42" in log_text
     assert "Traceback" not in dialog.details_text.toPlainText()
+
+
+def test_bad_input_logged_as_warning_in_one_console_line(
+    qtbot: QtBot,
+    ui_environment: AppEnvironment,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    error = raised(
+        InvalidRowError(
+            "line 3, column price: 'abc' is not a number",
+            line=3,
+            column="price",
+            value="abc",
+        )
+    )
+
+    with caplog.at_level(logging.INFO):
+        dialog = show_error(error, context="transactions")
+
+    assert dialog is not None
+    qtbot.addWidget(dialog)
+    [record] = [r for r in caplog.records if r.name.endswith("errors_dialog")]
+    # The merchant's bad file is a warning; its traceback still goes to the file.
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is not None
+    console_line = ConsoleFormatter(CONSOLE_FORMAT).format(record)
+    assert console_line.count("\n") == 0
+    assert "line 3, column price" in console_line
+    assert console_line.endswith("(traceback in the log file)")
+    assert "Traceback" in logging.Formatter(CONSOLE_FORMAT).format(record)
 
 
 def test_funnel_shows_error_from_thread(

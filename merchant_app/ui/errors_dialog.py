@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merchant_app.errors import AppError, Cancelled
+from merchant_app.errors import AppError, Cancelled, InputDataError
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,10 @@ def show_error(
     if isinstance(error, Cancelled):
         logger.info("%s cancelled", context)
         return None
-    logger.error(
+    # Bad input is the merchant's to fix, not a fault of the app.
+    level = logging.WARNING if isinstance(error, InputDataError) else logging.ERROR
+    logger.log(
+        level,
         "%s failed: %s",
         context,
         error,

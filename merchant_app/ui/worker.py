@@ -118,9 +118,10 @@ class Task(QObject):
             logger.info("task %s cancelled", self.name)
             self.cancelled.emit()
         else:
-            # The slot that handles the failure logs the traceback when it
-            # shows the error dialog; expected errors shown inline need none.
-            logger.warning("task %s failed: %s", self.name, error)
+            # The slot that handles the failure logs it (with the traceback
+            # when it shows the error dialog), so this record stays out of
+            # the console.
+            logger.info("task %s failed: %s", self.name, error)
             self.failed.emit(error)
         self.finished.emit()
 

@@ -1,74 +1,74 @@
-"""Save a PNG of each screen into docs/screenshots, for the docs and for review.
+"""Save a PNG of each screen into docs/screenshots, from a real run of the demo.
 
 Run it under Xvfb, so real fonts and a real window system render the window:
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshots.py
 
-It builds a throwaway profile in a temporary folder from
-``ml_model/sample/shop_0.csv`` (key in a password-protected keystore file,
-because Xvfb sessions have no keyring), trains the model, starts a local anvil
-for the Wallet tab's Test connection, and grabs each screen. For the
-Contribute and Federation screens it starts the demo consortium on the
-generated sample (anvil, three Kubo nodes, two headless merchants) and runs
-two rounds. The window's key is held in memory and never written to a keyring.
+It runs ``merchant-app demo --data ml_model/sample`` (the project's generated
+sample shops, never the shared data) with a temporary data folder: anvil,
+three Kubo nodes, the contract, two headless merchants and the window of the
+first. Once the window is up, a tour clicks through it as a merchant would
+and saves each screen: the window as the demo opens it (demo.png), two
+Contribute rounds, Federation, Home, Transactions after importing a week of
+events (written from the sample in the nine-column layout),
+Recommendations, Wallet after Test connection, and the sign-in window over
+the demo's profiles. Then it closes the window, and the demo stops every
+service it started. Xvfb sessions have no keyring, so the demo merchant signs
+with a throwaway key held in memory.
 
-With ``--demo`` it runs ``merchant-app demo --data ml_model/sample`` instead,
-with a temporary data root, and saves the window as the demo opens it:
-
-    xvfb-run -a -s "-screen 0 1280x800x24" \\
-        .venv/bin/python scripts/screenshots.py --demo
+Options: ``--only NAME`` (repeatable) saves only those screens.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import csv
+import itertools
 import logging
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import qasync
-from keyring.backends import fail
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from merchant_app.cli import main as cli_main  # noqa: E402 (after the path setup)
-from merchant_app.demo import (  # noqa: E402
-    SAMPLE_SHOPS,
-    DemoConsortium,
-    DemoOptions,
-    resolve_demo_data,
-)
-from merchant_app.profiles import (  # noqa: E402
-    WalletSetup,
-    create_profile,
-    new_settings,
-    open_profile,
-)
-from merchant_app.services.anvil import AnvilChain  # noqa: E402
-from merchant_app.ui.app import (  # noqa: E402
-    AppEnvironment,
-    ErrorFunnel,
-    create_application,
-)
+from merchant_app.demo import SAMPLE_SHOPS  # noqa: E402
+from merchant_app.ui.app import create_application  # noqa: E402
+from merchant_app.ui.events_model import EventsTableModel  # noqa: E402
 from merchant_app.ui.main_window import MainWindow  # noqa: E402
 from merchant_app.ui.signin import SignInWindow  # noqa: E402
-from merchant_app.ui.worker import TaskRunner  # noqa: E402
-from merchant_app.wallet import KeyStorage  # noqa: E402
 
 logger = logging.getLogger("screenshots")
 
 OUTPUT = PROJECT_ROOT / "docs" / "screenshots"
-SAMPLE = PROJECT_ROOT / "ml_model" / "sample" / "shop_0.csv"
-PASSWORD = "screenshot-password"
+# The tour imports a week of new events in the nine-column layout, made from
+# the first rows of the demo shop's sample file (see write_recent_events).
+RECENT_ROWS = 400
+RECENT_START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 WINDOW_SIZE = (1180, 760)
+SCREENS = (
+    "demo",
+    "contribute",
+    "federation",
+    "home",
+    "transactions",
+    "recommendations",
+    "wallet",
+    "signin",
+)
+ROUNDS = 2
+STEP_TIMEOUT = 300.0
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = STEP_TIMEOUT) -> None:
     """Wait on the running loop until ``predicate()`` is true."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -78,106 +78,99 @@ async def until(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def grab(widget: QWidget, name: str) -> None:
-    """Let the window paint, then save it as ``name``.png."""
-    await asyncio.sleep(0.3)
-    path = OUTPUT / f"{name}.png"
-    if not widget.grab().save(str(path)):
-        raise OSError(f"cannot write {path}")
-    print(f"wrote {path}")
+def write_recent_events(source: Path, destination: Path) -> Path:
+    """Write the first ``RECENT_ROWS`` rows of a slim sample file as new events.
+
+    The rows get the REES46 columns the slim layout lacks: a time in the week
+    from ``RECENT_START``, a category id and one session per customer, so the
+    Transactions screenshot shows every column. The output is the same on
+    every run.
+    """
+    with source.open(encoding="utf-8", newline="") as handle:
+        rows = list(itertools.islice(csv.DictReader(handle), RECENT_ROWS))
+    step = timedelta(days=7) / max(len(rows), 1)
+    with destination.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            [
+                "event_time",
+                "event_type",
+                "product_id",
+                "category_id",
+                "category_code",
+                "brand",
+                "price",
+                "user_id",
+                "user_session",
+            ]
+        )
+        for index, row in enumerate(rows):
+            time = RECENT_START + index * step
+            category = row["category_code"]
+            writer.writerow(
+                [
+                    time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    row["event_type"],
+                    row["product_id"],
+                    2_053_013_552_226_107_000 + sum(map(ord, category)),
+                    category,
+                    row["brand"],
+                    row["price"],
+                    row["user_id"],
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"session/{row['user_id']}"),
+                ]
+            )
+    return destination
 
 
-async def take(environment: AppEnvironment, chain: AnvilChain) -> None:
-    """Build the profile and grab every screen."""
-    root = environment.data_root
-    settings = new_settings(
-        "corner-shop",
-        chain_rpc_url=chain.rpc_url,
-        wallet_storage=KeyStorage.KEYSTORE_FILE,
-    )
-    create_profile(root, settings, WalletSetup(kind="create", password=PASSWORD))
-    create_profile(
-        root,
-        new_settings("bakery", wallet_storage=KeyStorage.KEYSTORE_FILE),
-        WalletSetup(kind="create", password=PASSWORD),
-    )
+class Tour:
+    """Clicks through the demo's window and saves the screens asked for."""
 
-    signin = SignInWindow(environment)
-    signin.resize(*WINDOW_SIZE)
-    signin.show()
-    signin.form.name_edit.setText("new-shop")
-    await grab(signin, "signin")
-    signin.close()
+    def __init__(self, wanted: set[str], import_file: Path) -> None:
+        self.wanted = wanted
+        self.import_file = import_file
+        self.saved: list[Path] = []
+        self.error: BaseException | None = None
 
-    profile = open_profile(root, "corner-shop", password=PASSWORD)
-    window = MainWindow(profile, environment)
-    window.resize(*WINDOW_SIZE)
-    window.show()
-    window.load()
-    transactions = window.transactions_tab
-    await until(lambda: transactions.model.total is not None)
-    transactions.import_file(SAMPLE)
-    await until(lambda: transactions.last_report is not None)
-    await until(lambda: transactions.model.rowCount() > 0)
+    async def grab(self, widget: QWidget, name: str) -> None:
+        """Let the window paint, then save it as ``name``.png if wanted."""
+        if name not in self.wanted:
+            return
+        await asyncio.sleep(0.4)
+        path = OUTPUT / f"{name}.png"
+        if not widget.grab().save(str(path)):
+            raise OSError(f"cannot write {path}")
+        print(f"wrote {path}", flush=True)
+        self.saved.append(path)
 
-    recommendations = window.recommendations_tab
-    await until(lambda: recommendations.task is None)
-    recommendations.train()
-    await until(lambda: "Model trained" in recommendations.model_label.text())
-    await until(lambda: recommendations.task is None)
+    async def run(self, window: MainWindow) -> None:
+        """Run the tour, then close the window, which ends the demo."""
+        try:
+            await self._visit(window)
+        except BaseException as exc:
+            self.error = exc
+            logger.exception("the screenshot tour failed")
+        finally:
+            window.close()
 
-    home = window.home_tab
-    home.refresh()
-    await until(lambda: home.local_task is None and home.promote_table.rowCount() > 0)
-    window.tabs.setCurrentWidget(home)
-    await grab(window, "home")
-
-    window.tabs.setCurrentWidget(transactions)
-    transactions.table.selectRow(2)
-    await grab(window, "transactions")
-
-    window.tabs.setCurrentWidget(recommendations)
-    customer = transactions.model.event_at(0).user_id
-    recommendations.customer_edit.setText(str(customer))
-    recommendations.recommend()
-    await until(lambda: bool(recommendations.last_results))
-    await until(lambda: recommendations.task is None)
-    await grab(window, "recommendations")
-
-    wallet = window.wallet_tab
-    window.tabs.setCurrentWidget(wallet)
-    await until(lambda: "ETH" in wallet.balance_label.text())
-    wallet.test_connection()
-    await until(lambda: wallet.check_task is None and bool(wallet.last_checks))
-    await grab(window, "wallet")
-    window.close()
-
-
-async def take_rounds(environment: AppEnvironment, folder: Path) -> None:
-    """Run two rounds of the demo consortium and grab Contribute and Federation."""
-    options = DemoOptions(
-        data=resolve_demo_data(SAMPLE_SHOPS), data_root=folder / "demo", rounds=2
-    )
-    with DemoConsortium(options, keyring_backend=fail.Keyring()) as demo:
-        assert demo.profile is not None
-        window = MainWindow(demo.profile, environment)
+    async def _visit(self, window: MainWindow) -> None:
         window.resize(*WINDOW_SIZE)
-        window.show()
-        window.load()
         contribute = window.contribute_tab
-        window.tabs.setCurrentWidget(contribute)
+        await until(lambda: contribute.check_task is None)
+        await until(lambda: contribute.preview is not None)
+        await self.grab(window, "demo")
+
         finished: list[object] = []
         contribute.model_applied.connect(finished.append)
-        for rounds_done in (1, 2):
+        for rounds_done in range(1, ROUNDS + 1):
             await until(lambda: contribute.check_task is None)
             await until(lambda: contribute.preview is not None)
             contribute.contribute()
             await until(lambda: contribute.round_task is None)
             if len(finished) != rounds_done:
                 raise RuntimeError(f"round {rounds_done} did not finish")
-            contribute.load()
         await until(lambda: contribute.check_task is None)
-        await grab(window, "contribute")
+        await self.grab(window, "contribute")
 
         federation = window.federation_tab
         window.tabs.setCurrentWidget(federation)
@@ -186,77 +179,115 @@ async def take_rounds(environment: AppEnvironment, folder: Path) -> None:
         await until(
             lambda: (
                 federation.overview is not None
-                and len(federation.overview.metrics) == 2
+                and len(federation.overview.metrics) == ROUNDS
             )
         )
-        await grab(window, "federation")
-        window.close()
+        await self.grab(window, "federation")
 
-
-def take_demo() -> int:
-    """Run ``merchant-app demo`` on the sample and grab its window once ready."""
-    app = create_application(sys.argv[:1])
-    shots: list[str] = []
-
-    def grab_when_ready() -> None:
-        for widget in QApplication.topLevelWidgets():
-            if not isinstance(widget, MainWindow) or not widget.isVisible():
-                continue
-            tab = widget.contribute_tab
-            if tab.preview is None or tab.check_task is not None or shots:
-                return
-            path = OUTPUT / "demo.png"
-            if not widget.grab().save(str(path)):
-                raise OSError(f"cannot write {path}")
-            print(f"wrote {path}")
-            shots.append(str(path))
-            widget.close()
-
-    timer = QTimer(app)
-    timer.setInterval(300)
-    timer.timeout.connect(grab_when_ready)
-    timer.start()
-    with tempfile.TemporaryDirectory(prefix="merchant-shots-") as folder:
-        code = cli_main(
-            ["demo", "--data", str(SAMPLE_SHOPS), "--data-dir", folder + "/profiles"]
+        home = window.home_tab
+        window.tabs.setCurrentWidget(home)
+        home.refresh()
+        await until(
+            lambda: (
+                home.local_task is None
+                and home.chain_task is None
+                and home.promote_table.rowCount() > 0
+            )
         )
-    timer.stop()
-    return code if shots else 1
+        await self.grab(window, "home")
+
+        transactions = window.transactions_tab
+        window.tabs.setCurrentWidget(transactions)
+        await until(lambda: transactions.model.total is not None)
+        transactions.import_file(self.import_file)
+        await until(lambda: transactions.last_report is not None)
+        await until(lambda: transactions.model.rowCount() > 0)
+        # Newest first, as a merchant checks what the import brought.
+        transactions.table.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+        await until(lambda: _first_row_has_time(transactions.model))
+        transactions.table.selectRow(2)
+        await self.grab(window, "transactions")
+
+        recommendations = window.recommendations_tab
+        window.tabs.setCurrentWidget(recommendations)
+        await until(lambda: recommendations.task is None)
+        customer = transactions.model.event_at(0).user_id
+        recommendations.customer_edit.setText(str(customer))
+        recommendations.recommend()
+        await until(lambda: bool(recommendations.last_results))
+        await until(lambda: recommendations.task is None)
+        await self.grab(window, "recommendations")
+
+        wallet = window.wallet_tab
+        window.tabs.setCurrentWidget(wallet)
+        await until(lambda: "ETH" in wallet.balance_label.text())
+        wallet.test_connection()
+        await until(lambda: wallet.check_task is None and bool(wallet.last_checks))
+        await self.grab(window, "wallet")
+
+        signin = SignInWindow(window.environment)
+        signin.resize(*WINDOW_SIZE)
+        signin.show()
+        signin.form.name_edit.setText("new-shop")
+        await self.grab(signin, "signin")
+        signin.close()
+
+
+def _first_row_has_time(model: EventsTableModel) -> bool:
+    # Rows arrive from the worker after a sort; until then there are none.
+    try:
+        return model.event_at(0).event_time is not None
+    except IndexError:
+        return False
 
 
 def main() -> int:
-    """Take the screenshots and return the exit code."""
-    logging.basicConfig(level=logging.WARNING)
+    """Run the demo with the tour and return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=SCREENS, default=None)
+    args = parser.parse_args()
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    if "--demo" in sys.argv[1:]:
-        return take_demo()
+
     app = create_application(sys.argv[:1])
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    funnel = ErrorFunnel()
-    funnel.install(loop)
-    runner = TaskRunner()
     with tempfile.TemporaryDirectory(prefix="merchant-shots-") as folder:
-        environment = AppEnvironment(
-            data_root=Path(folder) / "profiles", runner=runner, funnel=funnel
+        recent = write_recent_events(
+            SAMPLE_SHOPS / "shop_0.csv", Path(folder) / "recent-week.csv"
         )
-        with AnvilChain(Path(folder) / "anvil-state.json") as chain:
-            try:
-                with loop:
-                    loop.run_until_complete(take(environment, chain))
-                    # Closing a main window shuts its worker pool down.
-                    rounds_runner = TaskRunner()
-                    environment.runner = rounds_runner
-                    try:
-                        loop.run_until_complete(take_rounds(environment, Path(folder)))
-                    finally:
-                        rounds_runner.shutdown()
-            finally:
-                runner.shutdown()
-                funnel.uninstall()
-                if not loop.is_closed():
-                    loop.close()
-    return 0
+        tour = Tour(set(args.only or SCREENS), import_file=recent)
+        started: list[asyncio.Task[None]] = []
+
+        def start_when_shown() -> None:
+            if started:
+                return
+            for widget in QApplication.topLevelWidgets():
+                if isinstance(widget, MainWindow) and widget.isVisible():
+                    # The demo's qasync loop is running: the tour joins it.
+                    started.append(asyncio.ensure_future(tour.run(widget)))
+                    return
+
+        timer = QTimer(app)
+        timer.setInterval(300)
+        timer.timeout.connect(start_when_shown)
+        timer.start()
+        code = cli_main(
+            [
+                "demo",
+                "--data",
+                str(SAMPLE_SHOPS),
+                "--data-dir",
+                str(Path(folder) / "profiles"),
+                "--rounds",
+                str(ROUNDS),
+            ]
+        )
+        timer.stop()
+    if tour.error is not None:
+        print(f"screenshot tour failed: {tour.error}", file=sys.stderr)
+        return 1
+    if not started:
+        print("the demo window never appeared", file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal, Slot
@@ -66,6 +67,11 @@ def describe_report(report: ImportReport) -> str:
 def _import_progress(value: object) -> tuple[float, str]:
     assert isinstance(value, ImportProgress)
     return value.fraction, f"Importing… {value.rows_done:,} rows read"
+
+
+def _export_progress(value: object, *, total: int) -> tuple[float, str]:
+    assert isinstance(value, int)
+    return min(value / total, 1.0), f"Exporting… {value:,} of {total:,} rows"
 
 
 class TransactionsTab(QWidget):
@@ -270,13 +276,21 @@ class TransactionsTab(QWidget):
 
         def work(context: TaskContext) -> int:
             return store.export_csv(
-                path, event_filter=event_filter, cancel=context.cancel
+                path,
+                event_filter=event_filter,
+                progress=context.report,
+                cancel=context.cancel,
             )
 
         task = self._start_file_task(f"export {path.name}", work)
-        # NOTE: EventStore.export_csv does not forward a progress callback yet,
-        # so the bar only shows that the export runs.
-        self.progress.follow(task, f"Exporting to {path.name}…")
+        # The row count of the search is known once the table has loaded;
+        # until then the bar only shows that the export runs.
+        total = self.model.total
+        self.progress.follow(
+            task,
+            f"Exporting to {path.name}…",
+            None if not total else partial(_export_progress, total=total),
+        )
         task.succeeded.connect(
             lambda rows: self._show_report(f"{rows:,} events exported to {path}.")
         )

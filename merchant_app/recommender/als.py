@@ -472,8 +472,10 @@ def refit_customers(
     With ``progress``, the customers are solved in up to ``REFIT_REPORTS``
     batches and each report carries the customers solved so far and the
     training objective per customer, with the customers not yet solved at
-    zero factors: the first report is the loss with no customer fitted, the
-    last the loss of the solution. The factors do not depend on it.
+    zero factors and without the terms no customer factor changes (see
+    ``_RefitTracker``): the first report is the loss with no customer
+    fitted, the last the loss of the solution. The factors do not depend on
+    it.
 
     Raises:
         Cancelled: when ``cancel`` is set; checked after each batch.
@@ -515,7 +517,10 @@ class _RefitTracker:
 
     The objective is kept as a running sum of per-customer shares
     (:func:`customer_losses`): each solved batch replaces its customers'
-    shares at zero factors by their shares at the solution.
+    shares at zero factors by their shares at the solution. The reported
+    value leaves out the terms no customer factor changes (the item penalty
+    and, in every share, the sum of the squared item biases), which on a
+    large catalog would hide the change in a chart.
     """
 
     def __init__(
@@ -541,8 +546,8 @@ class _RefitTracker:
             return
         zeros = item_factors.new_zeros((self.count, item_factors.shape[1]))
         self.start_shares = self._shares(zeros, 0)
-        items_penalty = (item_factors**2).sum() + (item_biases**2).sum()
-        self.total = float(self.start_shares.sum() + regularization * items_penalty)
+        constant_share = float(item_biases @ item_biases)
+        self.total = float(self.start_shares.sum()) - self.count * constant_share
         progress(TrainingProgress(0, self.count, self.total / self.count))
 
     def batch_done(self, start: int, stop: int, factors: torch.Tensor) -> None:

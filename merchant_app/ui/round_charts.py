@@ -47,7 +47,7 @@ class TrainingLossPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = _styled_plot(self)
-        self.plot.setLabel("bottom", "customers fitted (%)")
+        self.plot.setLabel("bottom", "share of your customers done (%)")
         self.plot.setLabel("left", "training loss")
         self.plot.setXRange(0, 100, padding=0.02)
         self.curve = self.plot.plot(

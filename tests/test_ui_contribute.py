@@ -3,6 +3,8 @@ Secret Service, the window's merchant and two headless merchants."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from keyring.backends import SecretService
 from pytestqt.qtbot import QtBot
 from web3 import Web3
@@ -45,7 +47,7 @@ def test_contribute_round_applies_new_model(
             tab.privacy_label.text()
         )
     assert "item_ids" in tab.privacy_label.toolTip()
-    assert f"{preview.update_bytes:,} bytes" == tab.size_value.text()
+    assert f"({preview.update_bytes:,} bytes)" in tab.size_value.text()
     assert tab.contribute_button.isEnabled()
 
     consortium.start_headless(rounds=1)
@@ -94,6 +96,42 @@ def test_contribute_round_applies_new_model(
     with qtbot.waitSignal(lookup.finished, timeout=WAIT_MS):
         pass
     assert recommendations.last_results
+    window.close()
+
+
+def test_contribute_preview_follows_imported_events(
+    qtbot: QtBot,
+    ui_environment: AppEnvironment,
+    round_setup: tuple[OpenProfile, RoundConsortium],
+    tmp_path: Path,
+) -> None:
+    profile, _consortium = round_setup
+    window = open_window(profile, ui_environment, qtbot)
+    tab = window.contribute_tab
+    assert tab.preview is not None
+    rows_before = tab.preview.rows_used
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "user_id,product_id,category_code,brand,price,event_type\n"
+        "98,7,kids.toys,acme,12.50,view\n"
+        "98,7,kids.toys,acme,12.50,purchase\n",
+        encoding="utf-8",
+    )
+
+    task = window.transactions_tab.import_file(extra)
+    with qtbot.waitSignal(task.succeeded, timeout=WAIT_MS):
+        pass
+
+    # The preview is computed again, so it counts the new rows.
+    qtbot.waitUntil(
+        lambda: (
+            tab.check_task is None
+            and tab.preview is not None
+            and tab.preview.rows_used == rows_before + 2
+        ),
+        timeout=WAIT_MS,
+    )
+    assert tab.rows_value.text() == f"{rows_before + 2:,}"
     window.close()
 
 

@@ -46,7 +46,7 @@ from merchant_app.profile_rounds import (
 from merchant_app.profiles import OpenProfile
 from merchant_app.ui.errors_dialog import show_error
 from merchant_app.ui.round_charts import ROUND_STEPS, TrainingLossPlot
-from merchant_app.ui.text import short_id
+from merchant_app.ui.text import describe_size, short_id
 from merchant_app.ui.worker import Task, TaskContext, TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,7 @@ def privacy_statement(preview: ContributionPreview) -> str:
             f" Note: {lone:,} of the {preview.products:,} products were seen by "
             "only one of your customers. For those, that customer's taste "
             "profile (numbers, not who they are) can be read back from the "
-            "file; docs/privacy.md explains it and the setting that leaves "
-            "such products out."
+            "file."
         )
     return text
 
@@ -119,7 +118,9 @@ def technical_statement(preview: ContributionPreview) -> str:
     axes = sorted({axis for name in preview.tensor_names for axis in _axes(name)})
     return (
         f"Tensors: {', '.join(preview.tensor_names)}; axes: {', '.join(axes)} "
-        f"(none counts customers). Metadata: {', '.join(preview.metadata_keys)}."
+        f"(none counts customers). Metadata: {', '.join(preview.metadata_keys)}. "
+        "Items with fewer customers than DriverSettings.min_customers are left "
+        "out; docs/privacy.md has what the rows reveal."
     )
 
 
@@ -197,6 +198,7 @@ class ContributeTab(QWidget):
         self.step_states: dict[RoundStep, str] = {}
         self.last_result: ContributionResult | None = None
         self._current_step: RoundStep | None = None
+        self._preview_stale = False
 
         # Build widgets.
         self.status_label = QLabel("Checking the consortium…")
@@ -236,7 +238,7 @@ class ContributeTab(QWidget):
         form.addRow("Round", self.round_value)
         form.addRow("Rows used (included events)", self.rows_value)
         form.addRow("Products covered", self.products_value)
-        form.addRow("Customers (their factors stay here)", self.customers_value)
+        form.addRow("Customers (their data stays here)", self.customers_value)
         form.addRow("Update size", self.size_value)
         preview_layout = QVBoxLayout(preview_box)
         preview_layout.addLayout(form)
@@ -313,6 +315,20 @@ class ContributeTab(QWidget):
         self.check_task.succeeded.connect(self._show_check)
         self.check_task.failed.connect(self._failed)
         self.check_task.finished.connect(self._check_finished)
+
+    @Slot()
+    def events_changed(self) -> None:
+        """Compute the preview again, because the events it counts changed.
+
+        A preview being computed is redone when it ends; a running round
+        keeps the events it trained on.
+        """
+        if self.round_task is not None:
+            return
+        if self.check_task is not None:
+            self._preview_stale = True
+            return
+        self.load()
 
     @Slot()
     def contribute(self) -> Task | None:
@@ -407,7 +423,7 @@ class ContributeTab(QWidget):
         self.rows_value.setText(f"{preview.rows_used:,}")
         self.products_value.setText(f"{preview.products:,}")
         self.customers_value.setText(f"{preview.customers:,}")
-        self.size_value.setText(f"{preview.update_bytes:,} bytes")
+        self.size_value.setText(describe_size(preview.update_bytes))
         self.privacy_label.setText(privacy_statement(preview))
         # The exact file contents, for engineers checking the claim above.
         self.privacy_label.setToolTip(technical_statement(preview))
@@ -415,6 +431,10 @@ class ContributeTab(QWidget):
     @Slot()
     def _check_finished(self) -> None:
         self.check_task = None
+        if self._preview_stale:
+            self._preview_stale = False
+            self.load()
+            return
         self.check_button.setEnabled(self.round_task is None)
         ready = self.preview is not None and self.preview.per_product_only
         self.contribute_button.setEnabled(ready and self.round_task is None)
@@ -464,8 +484,9 @@ class ContributeTab(QWidget):
         outcome = result.outcome
         text = (
             f"Round {outcome.round_id} is final. The new shared model is applied: "
-            f"Recommendations use it now. Uploaded {outcome.bytes_uploaded:,} "
-            f"bytes; the blockchain transactions used {outcome.gas_used:,} gas."
+            f"Recommendations use it now. Uploaded "
+            f"{describe_size(outcome.bytes_uploaded)}; the blockchain "
+            f"transactions used {outcome.gas_used:,} gas (their fee unit)."
         )
         if result.metrics is not None:
             text += (

@@ -85,7 +85,7 @@ def round_item(row: RoundRow) -> QTreeWidgetItem:
     for transaction in row.own_transactions:
         if transaction.tx_hash is None:
             continue
-        state = "mined" if transaction.mined else "pending"
+        state = "confirmed" if transaction.mined else "pending"
         child = QTreeWidgetItem(
             [
                 "your transaction",

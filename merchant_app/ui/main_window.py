@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         # Connect the tabs.
         self.transactions_tab.data_changed.connect(self.home_tab.refresh)
         self.transactions_tab.data_changed.connect(self.recommendations_tab.invalidate)
+        self.transactions_tab.data_changed.connect(self.contribute_tab.events_changed)
         self.recommendations_tab.model_trained.connect(self.home_tab.refresh)
         self.wallet_tab.settings_changed.connect(self.home_tab.refresh)
         self.wallet_tab.settings_changed.connect(self.contribute_tab.load)

@@ -43,6 +43,10 @@ from merchant_app.ui.worker import Task, TaskContext, TaskRunner
 logger = logging.getLogger(__name__)
 
 TOP_K = 10
+# How the "Weight" column of popular products is computed (interaction_weights).
+POPULAR_WEIGHT_TEXT = (
+    "weight = views + 2 x carts + 4 x purchases; removals from the cart count 0"
+)
 
 
 def _training_progress(value: object) -> tuple[float, str]:
@@ -58,8 +62,9 @@ def describe_model(summary: ModelSummary | None) -> str:
     if summary is None:
         return "No model yet. Train one on your events to get recommendations."
     return (
-        f"Model trained on {summary.customers:,} customers and "
-        f"{summary.products:,} products."
+        f"Model trained on {summary.customers:,} of your customers and "
+        f"{summary.products:,} products (after a round, the other shops' "
+        "products too)."
     )
 
 
@@ -256,12 +261,12 @@ class RecommendationsTab(QWidget):
             self.result_label.setText(
                 f"The model does not know customer {customer_id}, so these are "
                 f"drawn at random from up to {REGENERATE_POOL} of your most popular "
-                "products (score = summed event weight)."
+                f"products ({POPULAR_WEIGHT_TEXT})."
             )
         elif items and items[0].source == "popular":
             self.result_label.setText(
                 f"The model does not know customer {customer_id}: these are your "
-                "most popular products (score = summed event weight)."
+                f"most popular products ({POPULAR_WEIGHT_TEXT})."
             )
         elif varied:
             # Recommender.regenerate draws k of the best REGENERATE_POOL scores,

@@ -11,3 +11,11 @@ def short_id(text: str, *, head: int = 10, tail: int = 6) -> str:
     if len(text) <= head + tail + 1:
         return text
     return f"{text[:head]}…{text[-tail:]}"
+
+
+def describe_size(size: int) -> str:
+    """Return a byte count for people: "1.2 MB (1,244,284 bytes)"."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit} ({size:,} bytes)"
+    return f"{size:,} bytes"

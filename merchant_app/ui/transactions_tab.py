@@ -44,17 +44,25 @@ SEARCH_DELAY_MS = 300
 REPORT_DETAIL_ROWS = 5
 
 
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` and ``noun``, in the plural unless the number is 1."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 def describe_report(report: ImportReport) -> str:
     """Return a one-paragraph summary of an import for the merchant."""
     if report.already_imported:
         return f"{report.file_name} was imported before; nothing was added."
     text = (
-        f"{report.file_name}: {report.rows_added:,} events added, "
-        f"{report.duplicates:,} duplicates skipped, "
-        f"{report.rejected_count:,} invalid rows skipped."
+        f"{report.file_name}: {_count(report.rows_added, 'event')} added, "
+        f"{_count(report.duplicates, 'duplicate')} skipped, "
+        f"{_count(report.rejected_count, 'invalid row')} skipped."
     )
     if report.negative_prices:
-        text += f" {report.negative_prices:,} rows have a negative price."
+        text += (
+            f" {_count(report.negative_prices, 'row')} with a negative price "
+            "(kept and flagged)."
+        )
     if report.ignored_columns:
         text += f" Ignored columns: {', '.join(report.ignored_columns)}."
     for rejected in report.rejected[:REPORT_DETAIL_ROWS]:

@@ -42,6 +42,9 @@ def test_demo_headless_prints_round_table(
     assert "HR@10" in output
     for name in ("shop_0", "shop_1", "shop_2"):
         assert name in output
+    assert output.rstrip().endswith(
+        "Demo finished; every service it started is stopped."
+    )
 
 
 def test_has_display_follows_environment(

@@ -100,6 +100,7 @@ def run_headless(folder: Path, description: str, *, rounds: int) -> int:
         except KeyboardInterrupt:
             cancel.set()
             raise Cancelled("demo interrupted") from None
+    print("Demo finished; every service it started is stopped.")
     return 0
 
 

@@ -100,7 +100,7 @@ class RecommendationsTab(QWidget):
         self.train_button.setObjectName("primaryButton")
         self.progress = ProgressPanel()
         self.customer_edit = QLineEdit()
-        self.customer_edit.setPlaceholderText("Customer id")
+        self.customer_edit.setPlaceholderText("Customer id (digits)")
         # Customer ids are integers from 0 to 2**63 - 1: up to 19 digits.
         self.customer_edit.setValidator(
             QRegularExpressionValidator(QRegularExpression(r"[0-9]{1,19}"), self)

@@ -23,6 +23,11 @@ def test_describe_size_units(size: int, expected: str) -> None:
     assert describe_size(size) == expected
 
 
+def test_describe_size_rounded_only() -> None:
+    assert describe_size(1_244_284, exact=False) == "1.2 MB"
+    assert describe_size(512, exact=False) == "512 bytes"
+
+
 def test_short_id_keeps_ends() -> None:
     cid = "bafkreigc7wgegxqlaqp2qbu6rnoaatlaretwv2vzvd35vz5edtcaymzsja"
 

@@ -485,15 +485,15 @@ class ContributeTab(QWidget):
         text = (
             f"Round {outcome.round_id} is final. The new shared model is applied: "
             f"Recommendations use it now. Uploaded "
-            f"{describe_size(outcome.bytes_uploaded)}; the blockchain "
-            f"transactions used {outcome.gas_used:,} gas (their fee unit)."
+            f"{describe_size(outcome.bytes_uploaded, exact=False)}; the "
+            f"blockchain transactions used {outcome.gas_used:,} gas."
         )
         if result.metrics is not None:
             text += (
                 " Quality check: a product set aside from each customer's "
                 f"history came back in their top 10 for {result.metrics.hr10:.0%} "
                 f"of customers (HR@10 {result.metrics.hr10:.3f}, NDCG@10 "
-                f"{result.metrics.ndcg10:.3f}; the Federation tab explains these)."
+                f"{result.metrics.ndcg10:.3f})."
             )
         self.result_label.setText(text)
         self.result_label.setToolTip(f"Final model file on IPFS: {outcome.final_cid}")

@@ -13,9 +13,13 @@ def short_id(text: str, *, head: int = 10, tail: int = 6) -> str:
     return f"{text[:head]}…{text[-tail:]}"
 
 
-def describe_size(size: int) -> str:
-    """Return a byte count for people: "1.2 MB (1,244,284 bytes)"."""
+def describe_size(size: int, *, exact: bool = True) -> str:
+    """Return a byte count for people: "1.2 MB (1,244,284 bytes)".
+
+    With ``exact`` False the exact count in brackets is left out.
+    """
     for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if size >= scale:
-            return f"{size / scale:.1f} {unit} ({size:,} bytes)"
+            rounded = f"{size / scale:.1f} {unit}"
+            return f"{rounded} ({size:,} bytes)" if exact else rounded
     return f"{size:,} bytes"

@@ -33,10 +33,58 @@ def test_open_creates_indexes(tmp_path: Path) -> None:
         )
 
     assert indexes == {
-        "events_by_user": "events",
-        "events_by_product": "events",
-        "events_unique_row": "events",
+        "events_by_user": "event_rows",
+        "events_by_product": "event_rows",
+        "events_unique_row": "event_rows",
     }
+
+
+def test_events_view_takes_writes(tmp_path: Path) -> None:
+    with EventStore.open(tmp_path / "m.sqlite") as store:
+        connection = store.connection
+        connection.execute(
+            "INSERT INTO events (event_type, product_id, user_id, brand) "
+            "VALUES ('cart', 5, 6, 'brandx')"
+        )
+        connection.execute(
+            "UPDATE events SET included = 0, category_code = 'a.b', brand = NULL "
+            "WHERE product_id = 5"
+        )
+        updated = connection.execute(
+            "SELECT event_type, product_id, user_id, category_code, brand, "
+            "included, source FROM events"
+        ).fetchall()
+        names = connection.execute(
+            "SELECT (SELECT group_concat(name) FROM brands), "
+            "(SELECT group_concat(name) FROM category_codes)"
+        ).fetchone()
+        connection.execute("DELETE FROM events WHERE product_id = 5")
+        remaining = store.count_events()
+
+    assert updated == [("cart", 5, 6, "a.b", None, 0, None)]
+    assert names == ("brandx", "a.b")
+    assert remaining == 0
+
+
+def test_events_view_rejects_unknown_type(tmp_path: Path) -> None:
+    with EventStore.open(tmp_path / "m.sqlite") as store:
+        with pytest.raises(sqlite3.IntegrityError, match="event_type"):
+            store.connection.execute(
+                "INSERT INTO events (event_type, product_id, user_id) "
+                "VALUES ('like', 5, 6)"
+            )
+        assert store.count_events() == 0
+
+
+def test_count_reads_event_rows_only(tmp_path: Path) -> None:
+    with EventStore.open(tmp_path / "m.sqlite") as store:
+        plan = store.connection.execute(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM events"
+        ).fetchall()
+
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "brands" not in details
+    assert "category_codes" not in details
 
 
 def test_reopen_keeps_data(tmp_path: Path) -> None:
@@ -63,24 +111,25 @@ def test_open_runs_migrations_in_order(
 ) -> None:
     path = tmp_path / "m.sqlite"
     EventStore.open(path).close()
+    current = schema.SCHEMA_VERSION
     steps: list[int] = []
 
     def add_note_column(connection: sqlite3.Connection) -> None:
-        steps.append(1)
-        connection.execute("ALTER TABLE events ADD COLUMN note TEXT")
+        steps.append(current)
+        connection.execute("ALTER TABLE event_rows ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1, add_note_column)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, add_note_column)
 
     with EventStore.open(path) as store:
         columns = [
-            row[1] for row in store.connection.execute("PRAGMA table_info(events)")
+            row[1] for row in store.connection.execute("PRAGMA table_info(event_rows)")
         ]
         version = store.connection.execute("PRAGMA user_version").fetchone()[0]
 
-    assert steps == [1]
+    assert steps == [current]
     assert "note" in columns
-    assert version == 2
+    assert version == current + 1
 
 
 def test_failed_migration_rolls_back(
@@ -88,22 +137,25 @@ def test_failed_migration_rolls_back(
 ) -> None:
     path = tmp_path / "m.sqlite"
     EventStore.open(path).close()
+    current = schema.SCHEMA_VERSION
 
     def broken(connection: sqlite3.Connection) -> None:
-        connection.execute("ALTER TABLE events ADD COLUMN note TEXT")
+        connection.execute("ALTER TABLE event_rows ADD COLUMN note TEXT")
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1, broken)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, broken)
 
     with pytest.raises(InputDataError, match="disk I/O error"):
         EventStore.open(path)
 
     with sqlite3.connect(path) as connection:
-        columns = [row[1] for row in connection.execute("PRAGMA table_info(events)")]
+        columns = [
+            row[1] for row in connection.execute("PRAGMA table_info(event_rows)")
+        ]
         version = connection.execute("PRAGMA user_version").fetchone()[0]
     assert "note" not in columns
-    assert version == 1
+    assert version == current
 
 
 def test_changed_hash_scheme_rehashes_rows(tmp_path: Path) -> None:

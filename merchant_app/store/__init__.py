@@ -1,8 +1,9 @@
 """The merchant's event store: SQLite tables, CSV import and export, paging.
 
 Open a store with ``EventStore.open(path)``. The modules contain the parts:
-``schema`` (tables, version, migrations), ``csv_import`` and ``chunk_parse``
-(import), ``validation`` (field rules), ``edits``, ``queries``, ``export``.
+``schema`` (tables, version, migrations), ``csv_import``, ``chunk_reader``,
+``byte_parse``, ``chunk_parse`` and ``bulk_insert`` (import), ``validation``
+(field rules), ``edits``, ``queries``, ``export``.
 """
 
 from merchant_app.store.database import EventStore

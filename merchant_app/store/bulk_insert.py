@@ -8,7 +8,11 @@ events of ``benchmarks/import_speed.py`` took about 25% less CPU time with
 slower than 100 while handing the GIL to the parsing thread less often.
 
 The rows are prepared as flat parameter lists (``prepare``) in the import's
-parsing thread, so the inserting thread only binds and steps.
+parsing thread, so the inserting thread only binds and steps. Event rows
+bind ints where they can: the event type, category code and brand as ids
+(``NameIds``), and a missing price as NaN, which SQLite stores as NULL,
+because Python's sqlite3 binds None several times slower than an int or a
+float.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-from merchant_app.store.hashing import BoolArray, EventColumns, row_hashes
+from merchant_app.store.hashing import (
+    BoolArray,
+    EventColumns,
+    IntArray,
+    TextColumn,
+    row_hashes,
+)
+from merchant_app.store.rows import EVENT_TYPES
 
 # Rows per multi-row statement, fewer when the connection's limit on
 # parameters per statement is lower (999 before SQLite 3.32).
@@ -50,6 +60,41 @@ class PreparedRows:
     rest: list[list[object]]
 
 
+@dataclass(frozen=True, slots=True)
+class RowBlocks:
+    """The grouping of a multi-row statement's rows into parameter lists.
+
+    ``width`` is the number of parameters per row and ``block_rows`` the rows
+    per statement. The import's parsing thread prepares rows with it before
+    the statement's SQL (which contains the import id) exists.
+    """
+
+    width: int
+    block_rows: int
+
+    @classmethod
+    def fit(cls, width: int, max_variables: int) -> RowBlocks:
+        """Return BLOCK_ROWS rows per block, fewer if the parameter limit is lower."""
+        return cls(width, max(1, min(BLOCK_ROWS, max_variables // width)))
+
+    def prepare(self, columns: Sequence[npt.NDArray[np.generic]]) -> PreparedRows:
+        """Return the parameters of the rows given as one array per column.
+
+        Integer and float arrays become Python ints and floats, and object
+        arrays keep their items (str or None).
+        """
+        count = len(columns[0]) if columns else 0
+        table = np.empty((count, self.width), dtype=object)
+        for index, column in enumerate(columns):
+            table[:, index] = column
+        full = count - count % self.block_rows
+        blocks: list[list[object]] = (
+            table[:full].reshape(-1, self.block_rows * self.width).tolist()
+        )
+        rest: list[list[object]] = table[full:].tolist()
+        return PreparedRows(blocks, rest)
+
+
 class MultiRowInsert:
     """An INSERT of ``columns`` in blocks of rows, and one row at a time.
 
@@ -75,27 +120,13 @@ class MultiRowInsert:
         if suffix:
             # An upsert needs a plain INSERT, because OR IGNORE skips the update.
             head = head.replace("INSERT OR IGNORE", "INSERT", 1)
-        self.width = len(columns)
-        self.block_rows = max(1, min(BLOCK_ROWS, max_variables // self.width))
-        self.block_sql = head + ", ".join([row] * self.block_rows) + suffix
+        self.blocks = RowBlocks.fit(len(columns), max_variables)
+        self.block_sql = head + ", ".join([row] * self.blocks.block_rows) + suffix
         self.row_sql = head + row + suffix
 
     def prepare(self, columns: Sequence[npt.NDArray[np.generic]]) -> PreparedRows:
-        """Return the parameters of the rows given as one array per column.
-
-        Integer and float arrays become Python ints and floats, and object
-        arrays keep their items (str or None).
-        """
-        count = len(columns[0]) if columns else 0
-        table = np.empty((count, self.width), dtype=object)
-        for index, column in enumerate(columns):
-            table[:, index] = column
-        full = count - count % self.block_rows
-        blocks: list[list[object]] = (
-            table[:full].reshape(-1, self.block_rows * self.width).tolist()
-        )
-        rest: list[list[object]] = table[full:].tolist()
-        return PreparedRows(blocks, rest)
+        """Return the parameters of the rows, as ``RowBlocks.prepare``."""
+        return self.blocks.prepare(columns)
 
     def run(self, connection: sqlite3.Connection, rows: PreparedRows) -> None:
         """Execute the statements for the prepared rows."""
@@ -110,37 +141,40 @@ def max_variables(connection: sqlite3.Connection) -> int:
     return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
-def event_insert(*, timed: bool, import_id: int, max_variables: int) -> MultiRowInsert:
-    """Return the event INSERT for REES46 (``timed``) or slim rows.
+def event_columns(*, timed: bool) -> tuple[str, ...]:
+    """Return the event_rows columns an import binds for REES46 (``timed``) or slim.
 
     Slim rows have no time, category id, session or hash, so their statement
     leaves those columns out and SQLite stores NULL.
     """
     if timed:
-        columns: tuple[str, ...] = (
+        return (
             "event_time",
-            "event_type",
+            "event_type_id",
             "product_id",
             "category_id",
-            "category_code",
-            "brand",
+            "category_code_id",
+            "brand_id",
             "price",
             "user_id",
             "user_session",
             "row_hash",
         )
-    else:
-        columns = (
-            "event_type",
-            "product_id",
-            "category_code",
-            "brand",
-            "price",
-            "user_id",
-        )
+    return (
+        "event_type_id",
+        "product_id",
+        "category_code_id",
+        "brand_id",
+        "price",
+        "user_id",
+    )
+
+
+def event_insert(*, timed: bool, import_id: int, max_variables: int) -> MultiRowInsert:
+    """Return the event_rows INSERT of ``event_columns(timed=...)``."""
     return MultiRowInsert(
-        "events",
-        columns,
+        "event_rows",
+        event_columns(timed=timed),
         max_variables=max_variables,
         constants={"source": import_id},
     )
@@ -156,31 +190,116 @@ def product_upsert(*, max_variables: int) -> MultiRowInsert:
     )
 
 
+@dataclass(slots=True)
+class NameIdColumns:
+    """Ids of the category codes and brands of a chunk's rows (0 for NULL)."""
+
+    category_code: IntArray
+    brand: IntArray
+
+
 def event_arrays(
-    columns: EventColumns, *, timed: bool
+    columns: EventColumns, names: NameIdColumns, *, timed: bool
 ) -> list[npt.NDArray[np.generic]]:
-    """Return the columns of ``event_insert(timed=...)`` with None for NULLs."""
+    """Return the columns of ``event_insert(timed=...)``.
+
+    NULL is None, except for the price, where it is NaN.
+    """
+    type_ids = event_type_ids(columns.event_type)
+    price = np.where(columns.price_null, np.nan, columns.price)
     if not timed:
         return [
-            columns.event_type,
+            type_ids,
             columns.product_id,
-            columns.category_code,
-            columns.brand,
-            nullable(columns.price, columns.price_null),
+            names.category_code,
+            names.brand,
+            price,
             columns.user_id,
         ]
     return [
-        nullable(columns.event_time, columns.event_time_null),
-        columns.event_type,
+        columns.event_time,
+        type_ids,
         columns.product_id,
         nullable(columns.category_id, columns.category_id_null),
-        columns.category_code,
-        columns.brand,
-        nullable(columns.price, columns.price_null),
+        names.category_code,
+        names.brand,
+        price,
         columns.user_id,
-        columns.user_session,
+        columns.user_session.objects(),
         row_hashes(columns),
     ]
+
+
+def event_type_ids(types: TextColumn) -> IntArray:
+    """Return each row's index in EVENT_TYPES; every row must have a known type.
+
+    ``types.values`` may contain texts of rejected rows, which no row uses.
+    """
+    value_ids = np.array(
+        [EVENT_TYPES.index(v) if v in EVENT_TYPES else -1 for v in types.values],
+        dtype=np.int64,
+    )
+    ids: IntArray = value_ids[types.codes]
+    return ids
+
+
+def stored_name_id(connection: sqlite3.Connection, table: str, name: str | None) -> int:
+    """Return the id of ``name`` in a dictionary table, adding it if new.
+
+    NULL has id 0. Runs inside the caller's transaction.
+    """
+    if name is None:
+        return 0
+    row = connection.execute(f"SELECT id FROM {table} WHERE name = ?", (name,))
+    found = row.fetchone()
+    if found is not None:
+        return int(found[0])
+    cursor = connection.execute(f"INSERT INTO {table} (name) VALUES (?)", (name,))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+class NameIds:
+    """The ids that a dictionary table (category_codes or brands) gives names.
+
+    Loaded once per import inside its transaction. New names get the next
+    free ids, and the caller inserts them with the chunk that uses them.
+    NOTE: the map keeps every distinct name in memory, which is small for
+    category codes and brands but grows with a file that has a new name in
+    every row.
+    """
+
+    def __init__(self, table: str, ids: dict[str, int]) -> None:
+        self.table = table
+        self._ids = ids
+        self._next = max(ids.values(), default=0) + 1
+
+    @classmethod
+    def load(cls, connection: sqlite3.Connection, table: str) -> NameIds:
+        """Read the names and ids stored in ``table``."""
+        rows = connection.execute(
+            f"SELECT name, id FROM {table} WHERE name IS NOT NULL"
+        ).fetchall()
+        return cls(table, {str(name): int(name_id) for name, name_id in rows})
+
+    def encode(self, column: TextColumn) -> tuple[IntArray, list[tuple[int, str]]]:
+        """Return each row's id (0 for NULL) and the (id, name) pairs to insert."""
+        used = np.zeros(len(column.values) + 1, dtype=bool)
+        used[column.codes] = True
+        value_ids = np.zeros(len(column.values) + 1, dtype=np.int64)
+        added: list[tuple[int, str]] = []
+        for index in np.flatnonzero(used[:-1]).tolist():
+            name = column.values[index]
+            name_id = self._ids.get(name)
+            if name_id is None:
+                name_id = self._next
+                self._next += 1
+                self._ids[name] = name_id
+                added.append((name_id, name))
+            value_ids[index] = name_id
+        # Code -1 (NULL) picks the last entry, id 0.
+        ids: IntArray = value_ids[column.codes]
+        return ids, added
 
 
 def product_arrays(columns: EventColumns) -> list[npt.NDArray[np.generic]]:
@@ -194,37 +313,48 @@ def product_arrays(columns: EventColumns) -> list[npt.NDArray[np.generic]]:
     order = np.argsort(columns.product_id, kind="stable")
     products = columns.product_id[order]
     starts = np.flatnonzero(np.r_[True, products[1:] != products[:-1]])
-    result: list[npt.NDArray[np.generic]] = [products[starts]]
-    for values, null in (
-        (columns.category_id, columns.category_id_null),
-        (columns.category_code, _is_none(columns.category_code)),
-        (columns.brand, _is_none(columns.brand)),
-        (columns.price, columns.price_null),
-    ):
-        result.append(_last_non_null(values[order], null[order], starts))
+    result: list[npt.NDArray[np.generic]] = [
+        products[starts],
+        _last_non_null(
+            columns.category_id[order], columns.category_id_null[order], starts
+        ),
+    ]
+    for text in (columns.category_code, columns.brand):
+        sorted_codes = text.codes[order]
+        chosen, found = _latest_rows(sorted_codes < 0, starts)
+        codes = np.where(found, sorted_codes[chosen], -1)
+        result.append(TextColumn(codes, text.values).objects())
+    result.append(
+        _last_non_null(columns.price[order], columns.price_null[order], starts)
+    )
     return result
+
+
+def _latest_rows(
+    null: BoolArray, starts: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.intp], BoolArray]:
+    """Return per group (rows from ``starts[i]``) its last non-null row.
+
+    Returns (row positions, found mask), where a group of null rows only is
+    not found.
+    """
+    positions = np.arange(len(null))
+    # The position of the latest non-null row so far, or -1, carried forward.
+    latest = np.maximum.accumulate(np.where(null, -1, positions))
+    ends = np.r_[starts[1:], len(null)] - 1
+    chosen = latest[ends]
+    return chosen, chosen >= starts
 
 
 def _last_non_null(
     values: npt.NDArray[np.generic], null: BoolArray, starts: npt.NDArray[np.intp]
 ) -> npt.NDArray[np.object_]:
     """Return per group (rows from ``starts[i]``) the last non-null value or None."""
-    positions = np.arange(len(values))
-    # The position of the latest non-null row so far, or -1, carried forward.
-    latest = np.maximum.accumulate(np.where(null, -1, positions))
-    ends = np.r_[starts[1:], len(values)] - 1
-    chosen = latest[ends]
-    found = chosen >= starts
+    chosen, found = _latest_rows(null, starts)
     picked = np.empty(len(starts), dtype=object)
     picked[:] = None
     picked[found] = values[chosen[found]]
     return picked
-
-
-def _is_none(values: npt.NDArray[np.object_]) -> BoolArray:
-    # Text columns contain str or None, so isna marks exactly the None items.
-    null: BoolArray = pd.isna(values)
-    return null
 
 
 def nullable(

@@ -1,6 +1,8 @@
 """Vectorised validation and conversion of a chunk of CSV text fields.
 
-The chunk parser checks each column with numpy for the common, plainly valid
+This is the path for chunks that pandas reads, every field as text
+(``byte_parse`` converts plain chunks from their bytes). The chunk parser
+checks each column with numpy for the common, plainly valid
 form (digits only for ids, `YYYY-MM-DD HH:MM:SS UTC` for times, and so on).
 Rows with any value outside that form are checked again, one by one, by
 ``validation.parse_event``: it decides whether the row is valid and words the
@@ -17,13 +19,21 @@ value. A chunk that fails takes the slower per-value checks of
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from merchant_app.store.hashing import BoolArray, EventColumns, IntArray, ObjectArray
+from merchant_app.store.hashing import (
+    TEXT_FIELDS,
+    BoolArray,
+    EventColumns,
+    IntArray,
+    ObjectArray,
+    TextColumn,
+)
 from merchant_app.store.layouts import LAYOUT_COLUMNS, Layout
 from merchant_app.store.report import RejectedRow
 from merchant_app.store.rows import EVENT_COLUMNS, EVENT_TYPES, MAX_ID
@@ -34,7 +44,7 @@ _MICROSECONDS = 1_000_000
 _ZERO = ord("0")
 
 # Character positions in `2019-10-01 00:00:00 UTC`.
-_TIME_LENGTH = 23
+TIME_LENGTH = 23
 _TIME_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
 _TIME_LITERALS = {4: "-", 7: "-", 10: " ", 13: ":", 16: ":", 19: " ", 20: "U"}
 _TIME_LITERALS |= {21: "T", 22: "C"}
@@ -51,9 +61,13 @@ _MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 @dataclass(slots=True)
 class ParsedChunk:
-    """The valid rows of a chunk as typed columns, and the rejected rows."""
+    """The valid rows of a chunk as typed columns, and the rejected rows.
+
+    ``rows`` counts the chunk's records, blank and rejected ones included.
+    """
 
     columns: EventColumns
+    rows: int
     rejected: list[RejectedRow] = field(default_factory=list)
     blank_lines: int = 0
 
@@ -72,13 +86,43 @@ def parse_chunk(frame: pd.DataFrame, *, layout: Layout, first_line: int) -> Pars
     columns, ok = _convert_fast(raw, size, layout)
     ok |= blank
 
-    # Rows the fast path is unsure of get the row validator's verdict.
+    def read_row(index: int) -> dict[str, object]:
+        return {name: raw[name][index] for name in raw}
+
+    return finish_chunk(
+        columns,
+        suspects=np.flatnonzero(~ok),
+        read_row=read_row,
+        blank=blank,
+        layout=layout,
+        first_line=first_line,
+    )
+
+
+def finish_chunk(
+    columns: EventColumns,
+    *,
+    suspects: npt.NDArray[np.intp],
+    read_row: Callable[[int], Mapping[str, object]],
+    blank: BoolArray,
+    layout: Layout,
+    first_line: int,
+) -> ParsedChunk:
+    """Give the ``suspects`` rows the row validator's verdict, then drop bad rows.
+
+    The fast checks mark the rows whose values they cannot vouch for.
+    ``read_row`` returns such a row's fields as text. A row the validator
+    accepts gets its validated values written into ``columns``. A row it
+    rejects, and each blank row, is left out of the returned columns.
+    """
     rejected: list[RejectedRow] = []
     keep = ~blank
-    for index in np.flatnonzero(~ok):
-        row = {name: raw[name][index] for name in raw}
+    patches = _TextPatches()
+    for index in suspects:
         try:
-            values = parse_event(row, require_time=layout is Layout.REES46)
+            values = parse_event(
+                read_row(int(index)), require_time=layout is Layout.REES46
+            )
         except FieldError as exc:
             rejected.append(
                 RejectedRow(
@@ -90,10 +134,12 @@ def parse_chunk(frame: pd.DataFrame, *, layout: Layout, first_line: int) -> Pars
             )
             keep[index] = False
             continue
-        _store_row(columns, int(index), values)
+        _store_row(columns, int(index), values, patches)
+    patches.apply(columns)
 
     return ParsedChunk(
-        columns=_take(columns, keep),
+        columns=columns.take(keep),
+        rows=len(keep),
         rejected=rejected,
         blank_lines=int(blank.sum()),
     )
@@ -138,7 +184,7 @@ def _convert_fast(
         event_time = np.zeros(size, dtype=np.int64)
         category_id = np.zeros(size, dtype=np.int64)
         category_null = np.ones(size, dtype=bool)
-        session = np.full(size, None, dtype=object)
+        session = TextColumn.from_objects(np.full(size, None, dtype=object))
 
     product_id, _, product_ok = _fast_ids(raw["product_id"], optional=False)
     user_id, _, user_ok = _fast_ids(raw["user_id"], optional=False)
@@ -149,7 +195,7 @@ def _convert_fast(
     columns = EventColumns(
         event_time=event_time,
         event_time_null=np.full(size, layout is Layout.SLIM, dtype=bool),
-        event_type=raw["event_type"].copy(),
+        event_type=TextColumn.from_objects(raw["event_type"]),
         product_id=product_id,
         category_id=category_id,
         category_id_null=category_null,
@@ -230,13 +276,25 @@ def _fast_times(values: ObjectArray) -> tuple[IntArray, BoolArray]:
     """Return (microseconds, ok mask) for times written `YYYY-MM-DD HH:MM:SS UTC`."""
     try:
         # One byte per character. Non-ASCII text is never a plain time.
-        text = values.astype(f"S{_TIME_LENGTH + 1}")
+        text = values.astype(f"S{TIME_LENGTH + 1}")
     except UnicodeEncodeError:
         return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), bool)
-    codes = text.view(np.uint8).reshape(len(text), _TIME_LENGTH + 1)
-    ok = (np.char.str_len(text) == _TIME_LENGTH) & ~_has_nul(values)
+    codes = text.view(np.uint8).reshape(len(text), TIME_LENGTH + 1)
+    ok = (np.char.str_len(text) == TIME_LENGTH) & ~_has_nul(values)
+    return times_from_bytes(codes, ok)
+
+
+def times_from_bytes(
+    codes: npt.NDArray[np.uint8], ok: BoolArray
+) -> tuple[IntArray, BoolArray]:
+    """Convert times given as rows of ASCII codes, `YYYY-MM-DD HH:MM:SS UTC`.
+
+    ``codes`` has one row per time and at least ``TIME_LENGTH`` columns.
+    Returns (microseconds since the epoch, ok mask), where a row is ok when
+    it was ok on entry and is a valid time in exactly that form.
+    """
     digits = codes[:, _TIME_DIGITS].astype(np.int64) - _ZERO
-    ok &= ((digits >= 0) & (digits <= 9)).all(axis=1)
+    ok = ok & ((digits >= 0) & (digits <= 9)).all(axis=1)
     for position, char in _TIME_LITERALS.items():
         ok &= codes[:, position] == ord(char)
 
@@ -330,29 +388,57 @@ def _has_nul(values: ObjectArray) -> BoolArray:
     return np.array([isinstance(v, str) and "\x00" in v for v in values], dtype=bool)
 
 
-def _fast_texts(values: ObjectArray) -> ObjectArray:
+def _fast_texts(values: ObjectArray) -> TextColumn:
     texts = values.copy()
     texts[values == ""] = None
-    return texts
+    return TextColumn.from_objects(texts)
 
 
-def _store_row(columns: EventColumns, index: int, values: EventValues) -> None:
+class _TextPatches:
+    """Text values of validated rows, written into the text columns at once.
+
+    Appending to a column's values once per chunk is cheaper than once per row.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[int]] = {name: [] for name in TEXT_FIELDS}
+        self._texts: dict[str, list[str | None]] = {name: [] for name in TEXT_FIELDS}
+
+    def set(self, name: str, index: int, text: str | None) -> None:
+        self._rows[name].append(index)
+        self._texts[name].append(text)
+
+    def apply(self, columns: EventColumns) -> None:
+        for name in TEXT_FIELDS:
+            rows = self._rows[name]
+            if not rows:
+                continue
+            column: TextColumn = getattr(columns, name)
+            added = [text for text in self._texts[name] if text is not None]
+            codes = np.full(len(rows), -1, dtype=np.int64)
+            present = np.array([text is not None for text in self._texts[name]])
+            codes[present] = len(column.values) + np.arange(len(added))
+            values = np.empty(len(column.values) + len(added), dtype=object)
+            values[: len(column.values)] = column.values
+            values[len(column.values) :] = added
+            new_codes = column.codes.copy()
+            new_codes[rows] = codes
+            setattr(columns, name, TextColumn(new_codes, values))
+
+
+def _store_row(
+    columns: EventColumns, index: int, values: EventValues, patches: _TextPatches
+) -> None:
     """Write the validated values of one row into the typed columns."""
     columns.event_time[index] = values.event_time or 0
     columns.event_time_null[index] = values.event_time is None
-    columns.event_type[index] = values.event_type
+    patches.set("event_type", index, values.event_type)
     columns.product_id[index] = values.product_id
     columns.category_id[index] = values.category_id or 0
     columns.category_id_null[index] = values.category_id is None
-    columns.category_code[index] = values.category_code
-    columns.brand[index] = values.brand
+    patches.set("category_code", index, values.category_code)
+    patches.set("brand", index, values.brand)
     columns.price[index] = values.price or 0.0
     columns.price_null[index] = values.price is None
     columns.user_id[index] = values.user_id
-    columns.user_session[index] = values.user_session
-
-
-def _take(columns: EventColumns, keep: BoolArray) -> EventColumns:
-    return EventColumns(
-        **{name: getattr(columns, name)[keep] for name in EventColumns.__slots__}
-    )
+    patches.set("user_session", index, values.user_session)

@@ -1,11 +1,14 @@
 """Import of event CSV files (REES46 or slim layout) into the store.
 
 An import runs in one transaction: it lands whole or not at all. A parsing
-thread reads the file in chunks with pandas (every field as text), validates
-each chunk with numpy and prepares its parameters. The calling thread inserts
-the chunks with multi-row INSERT statements (``bulk_insert``) while the next
-chunk is parsed. At most a few chunks are in memory, so memory stays flat as
-files grow.
+thread reads the file in chunks (``chunk_reader``): plain chunks are split
+and converted straight from their bytes with numpy (``byte_parse``), and
+from the first chunk that is not plain on, pandas reads every field as text
+and ``chunk_parse`` converts it. The parsing thread also hashes the rows
+and prepares the INSERT parameters. The calling thread inserts each chunk
+with multi-row INSERT statements (``bulk_insert``) while the next chunk is
+parsed. At most a few chunks are in memory, so memory stays flat as files
+grow.
 
 pandas does not read the ids as int64, because with ``dtype="int64"`` it
 accepts ` 5`, `+5` and `5.0`, and when one value of a chunk is `1e3` it reads
@@ -15,47 +18,48 @@ the whole column through float64, which rounds 19-digit ids (pandas 3.1).
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import hashlib
-import io
 import logging
 import queue
-import re
 import sqlite3
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from merchant_app.errors import Cancelled, InputDataError, InvalidRowError
+from merchant_app.errors import Cancelled, InvalidRowError
 from merchant_app.store.bulk_insert import (
-    MultiRowInsert,
+    NameIdColumns,
+    NameIds,
     PreparedRows,
+    RowBlocks,
     event_arrays,
+    event_columns,
     event_insert,
     max_variables,
     product_arrays,
     product_upsert,
 )
-from merchant_app.store.chunk_parse import parse_chunk
-from merchant_app.store.layouts import (
-    LAYOUT_COLUMNS,
-    Layout,
-    check_delimiter,
-    describe_layouts,
-    detect_layout,
+from merchant_app.store.byte_parse import parse_fields
+from merchant_app.store.chunk_parse import ParsedChunk, parse_chunk
+from merchant_app.store.chunk_reader import (
+    ByteChunk,
+    Header,
+    read_chunks,
+    read_header,
+    unreadable,
 )
+from merchant_app.store.layouts import LAYOUT_COLUMNS, Layout, detect_layout
 from merchant_app.store.report import (
     ImportMode,
     ImportProgress,
     ImportReport,
     RejectedRow,
 )
-from merchant_app.store.schema import BULK_INDEXES, create_bulk_indexes
+from merchant_app.store.schema import BULK_INDEXES, NAME_TABLES, create_bulk_indexes
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +72,11 @@ DEFAULT_CHUNK_ROWS = 50_000
 _BULK_RATIO = 1.0
 _MIN_BULK_ROWS = 50_000
 _INDEX_BUILD_CACHE_KIB = 2 * 1024
-_HEADER_SAMPLE_BYTES = 1 << 16
 _READ_BLOCK_BYTES = 1 << 20
+_CANCEL_POLL_SECONDS = 0.05
 # Prepared chunks waiting for the inserting thread. One is enough to keep
 # both threads busy, and each one costs memory.
 _QUEUED_CHUNKS = 1
-
-_PANDAS_LINE_RE = re.compile(r"line (\d+)")
 
 
 def import_csv(
@@ -95,56 +97,103 @@ def import_csv(
     """
     path = Path(path)
     size = _file_size(path)
-    digest = _sha256(path, cancel=cancel)
-    report = ImportReport(file_name=path.name, sha256=digest, layout=None, mode=mode)
+    header = read_header(path)
+    layout = detect_layout(header.fields, file_name=path.name)
+    file_import = _FileImport(
+        path=path,
+        size=size,
+        header=header,
+        layout=layout,
+        mode=mode,
+        progress=progress,
+        cancel=cancel,
+        chunk_rows=chunk_rows,
+    )
 
-    # Same content as an earlier import, so there is nothing to add.
-    earlier = connection.execute(
-        "SELECT id FROM imports WHERE sha256 = ?", (digest,)
-    ).fetchone()
-    if earlier is not None:
-        report.already_imported = True
-        report.import_id = int(earlier[0])
-        logger.info("import skipped, same content as import %d: %s", earlier[0], path)
-        return report
+    with _FileDigest(path) as digest, _foreign_keys_off(connection):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            report = _import_in_transaction(connection, file_import, digest)
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("ROLLBACK" if report.already_imported else "COMMIT")
 
-    header, bytes_per_line = _read_header(path)
-    report.layout = detect_layout(header, file_name=path.name)
-    layout_columns = set(LAYOUT_COLUMNS[report.layout])
-    report.ignored_columns = [n for n in header if n.strip() not in layout_columns]
+    if report.already_imported:
+        logger.info(
+            "import skipped, same content as import %d: %s", report.import_id, path
+        )
+    else:
+        logger.info(
+            "import %d done: %s, %d rows added, %d duplicates, %d rejected",
+            report.import_id,
+            path.name,
+            report.rows_added,
+            report.duplicates,
+            report.rejected_count,
+        )
+    return report
 
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+
+@dataclass(frozen=True, slots=True)
+class _FileImport:
+    """The file an import reads and how the caller asked to import it."""
+
+    path: Path
+    size: int
+    header: Header
+    layout: Layout
+    mode: ImportMode
+    progress: ProgressCallback | None
+    cancel: CancelSignal | None
+    chunk_rows: int
+
+
+def _import_in_transaction(
+    connection: sqlite3.Connection, file_import: _FileImport, digest: _FileDigest
+) -> ImportReport:
+    """Load the file inside the caller's transaction and return the report.
+
+    The parsing thread starts before the file's SHA-256 is known, so both run
+    at once. A file with the content of an earlier import returns a report
+    with ``already_imported`` set, and the caller rolls back.
+    """
+    path = file_import.path
+    plan = _ChunkPlan.create(connection, file_import)
+    with _ChunkProducer(plan) as chunks:
+        sha256 = digest.result(file_import.cancel)
+        earlier = connection.execute(
+            "SELECT id FROM imports WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        if earlier is not None:
+            report = ImportReport(
+                file_name=path.name, sha256=sha256, layout=None, mode=file_import.mode
+            )
+            report.already_imported = True
+            report.import_id = int(earlier[0])
+            return report
+
+        report = ImportReport(
+            file_name=path.name,
+            sha256=sha256,
+            layout=file_import.layout,
+            mode=file_import.mode,
+        )
+        columns = set(LAYOUT_COLUMNS[file_import.layout])
+        report.ignored_columns = [
+            name for name in file_import.header.fields if name.strip() not in columns
+        ]
         report.import_id = _insert_import_row(connection, report)
         first_new_id = _max_event_id(connection) + 1
-        bulk = _drop_indexes_for_bulk(connection, size / bytes_per_line)
-        loaded = _load_chunks(
-            connection,
-            path,
-            report=report,
-            size=size,
-            progress=progress,
-            cancel=cancel,
-            chunk_rows=chunk_rows,
+        bulk = _drop_indexes_for_bulk(
+            connection, file_import.size / file_import.header.bytes_per_line
         )
-        if bulk:
-            _rebuild_indexes(connection)
-        _count_new_rows(connection, report, first_new_id, loaded)
-        _finish_import_row(connection, report)
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-
-    logger.info(
-        "import %d done: %s, %d rows added, %d duplicates, %d rejected",
-        report.import_id,
-        path.name,
-        report.rows_added,
-        report.duplicates,
-        report.rejected_count,
-    )
+        loaded = _insert_chunks(connection, chunks, file_import, report)
+    if bulk:
+        _rebuild_indexes(connection)
+    _count_new_rows(connection, report, first_new_id, loaded)
+    _finish_import_row(connection, report)
     return report
 
 
@@ -161,82 +210,66 @@ def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError as exc:
-        raise _unreadable(path, exc) from exc
+        raise unreadable(path, exc) from exc
 
 
-def _unreadable(path: Path, exc: OSError) -> InputDataError:
-    return InputDataError(
-        f"cannot read {path}: {exc.strerror}. Check the path and its permissions",
-        user_message=f"The file {path.name} cannot be read.",
-    )
+class _FileDigest:
+    """The SHA-256 of a file, computed in a thread while the import starts.
 
-
-def _sha256(path: Path, *, cancel: CancelSignal | None) -> str:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as stream:
-            while block := stream.read(_READ_BLOCK_BYTES):
-                if is_cancelled(cancel):
-                    raise Cancelled(f"import of {path.name} cancelled")
-                digest.update(block)
-    except OSError as exc:
-        raise _unreadable(path, exc) from exc
-    return digest.hexdigest()
-
-
-def _read_header(path: Path) -> tuple[list[str], float]:
-    """Return the header fields and the mean bytes per line of the file's start."""
-    with path.open("rb") as stream:
-        sample = stream.read(_HEADER_SAMPLE_BYTES)
-    text = _decode_sample(sample, path)
-    if text.strip() == "":
-        raise InvalidRowError(
-            f"{path.name} is empty: expected a header line and event rows. "
-            f"Expected layouts: {describe_layouts()}",
-            line=1,
-            user_message=f"The file {path.name} is empty.",
-        )
-    lines = text.splitlines()
-    check_delimiter(lines[0], file_name=path.name)
-    header = next(csv.reader([lines[0]]))
-    if len(lines) > 2:
-        _check_first_row_width(lines[1], len(header), path)
-    line_breaks = max(sample.count(b"\n"), 1)
-    return header, len(sample) / line_breaks
-
-
-def _check_first_row_width(line: str, width: int, path: Path) -> None:
-    """Raise when the first row has more fields than the header.
-
-    pandas would read such a file with the first column as a row index, so
-    every column would shift by one. Later rows raise ParserError instead.
+    hashlib releases the GIL while it hashes a large block, so the digest
+    (about 0.1 s for the 125 MiB of 1M events) runs alongside the parsing of
+    the first chunks instead of before it. Leaving the ``with`` block stops
+    the thread and waits for it.
     """
-    fields = next(csv.reader([line]), [])
-    if len(fields) > width:
-        raise InvalidRowError(
-            f"{path.name}: line 2: expected {width} fields as in the header, "
-            f"saw {len(fields)}. Check the delimiters and quotes in that line",
-            line=2,
-            user_message=f"Line 2 of {path.name} has more fields than the header.",
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._digest: str | None = None
+        self._error: OSError | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"import-sha256-{path.name}", daemon=True
         )
 
+    def __enter__(self) -> _FileDigest:
+        self._thread.start()
+        return self
 
-def _decode_sample(sample: bytes, path: Path) -> str:
-    try:
-        return sample.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # The sample may end inside a multi-byte character: that is no error.
-        if exc.start >= len(sample) - 3 and exc.reason == "unexpected end of data":
-            return sample[: exc.start].decode("utf-8-sig")
-        raise _not_utf8(path, exc) from exc
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
+    def result(self, cancel: CancelSignal | None) -> str:
+        """Wait for the digest, checking ``cancel`` in the calling thread.
 
-def _not_utf8(path: Path, exc: UnicodeDecodeError) -> InputDataError:
-    return InputDataError(
-        f"{path.name} is not UTF-8 text: invalid byte at offset about {exc.start}. "
-        "Save the file as UTF-8 CSV and import it again",
-        user_message=f"The file {path.name} is not UTF-8 text. Save it as UTF-8.",
-    )
+        Raises Cancelled when ``cancel`` is set, and InputDataError when the
+        file cannot be read.
+        """
+        while not self._done.wait(_CANCEL_POLL_SECONDS):
+            if is_cancelled(cancel):
+                raise Cancelled(f"import of {self._path.name} cancelled")
+        if is_cancelled(cancel):
+            raise Cancelled(f"import of {self._path.name} cancelled")
+        if self._error is not None:
+            raise unreadable(self._path, self._error) from self._error
+        assert self._digest is not None
+        return self._digest
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self._path.open("rb") as stream:
+                while block := stream.read(_READ_BLOCK_BYTES):
+                    if self._stop.is_set():
+                        return
+                    digest.update(block)
+            self._digest = digest.hexdigest()
+        except OSError as exc:
+            # Raised in the calling thread by result().
+            self._error = exc
+        finally:
+            self._done.set()
 
 
 def _insert_import_row(connection: sqlite3.Connection, report: ImportReport) -> int:
@@ -256,9 +289,28 @@ def _insert_import_row(connection: sqlite3.Connection, report: ImportReport) -> 
     return cursor.lastrowid
 
 
+@contextlib.contextmanager
+def _foreign_keys_off(connection: sqlite3.Connection) -> Iterator[None]:
+    """Turn off SQLite's foreign key checks for the import's transaction.
+
+    Every event row of an import refers to the import row made in the same
+    transaction, whose id is a constant in the SQL text. Its category code
+    and brand ids are inserted before it. So the per-row checks cannot fail,
+    and they cost about 15% of the insert's CPU time (1M events of
+    benchmarks/import_speed.py, SQLite 3.40). The pragma has no effect
+    inside a transaction, so it is set before BEGIN and after COMMIT.
+    """
+    enabled = int(connection.execute("PRAGMA foreign_keys").fetchone()[0])
+    connection.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        connection.execute(f"PRAGMA foreign_keys = {enabled}")
+
+
 def _max_event_id(connection: sqlite3.Connection) -> int:
     return int(
-        connection.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        connection.execute("SELECT coalesce(max(id), 0) FROM event_rows").fetchone()[0]
     )
 
 
@@ -294,49 +346,52 @@ def _rebuild_indexes(connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA cache_size = {int(previous)}")
 
 
-def _load_chunks(
+def _insert_chunks(
     connection: sqlite3.Connection,
-    path: Path,
-    *,
+    chunks: _ChunkProducer,
+    file_import: _FileImport,
     report: ImportReport,
-    size: int,
-    progress: ProgressCallback | None,
-    cancel: CancelSignal | None,
-    chunk_rows: int,
 ) -> _LoadedRows:
-    """Insert the chunks that a parsing thread reads, validates and prepares.
+    """Insert the chunks that the parsing thread reads, validates and prepares.
 
-    The parsing of chunk k + 1 overlaps the insert of chunk k: pandas'
-    tokenizer, numpy and SQLite's step release the GIL. The queue contains at
-    most _QUEUED_CHUNKS prepared chunks, so memory stays flat. Report,
-    progress and cancel are handled in the calling thread.
+    The parsing of chunk k + 1 overlaps the insert of chunk k: numpy, pandas'
+    tokenizer and SQLite's step release the GIL. The queue contains at most
+    _QUEUED_CHUNKS prepared chunks, so memory stays flat. Report, progress
+    and cancel are handled in the calling thread.
     """
-    assert report.layout is not None and report.import_id is not None
-    timed = report.layout is Layout.REES46
+    assert report.import_id is not None
     limit = max_variables(connection)
-    events = event_insert(timed=timed, import_id=report.import_id, max_variables=limit)
+    events = event_insert(
+        timed=file_import.layout is Layout.REES46,
+        import_id=report.import_id,
+        max_variables=limit,
+    )
     products = product_upsert(max_variables=limit)
+    path = file_import.path
     loaded = _LoadedRows()
-    with _ChunkProducer(path, report.layout, chunk_rows, events, products) as chunks:
-        for chunk in chunks:
-            if is_cancelled(cancel):
-                raise Cancelled(f"import of {path.name} cancelled")
-            if chunk.rejected and report.mode is ImportMode.STRICT:
-                raise _rejected_error(path, chunk.rejected[0])
-            report.add_rejected(chunk.rejected)
-            report.blank_lines += chunk.blank_lines
-            report.rows_read += chunk.rows - chunk.blank_lines
+    for chunk in chunks:
+        if is_cancelled(file_import.cancel):
+            raise Cancelled(f"import of {path.name} cancelled")
+        if chunk.rejected and report.mode is ImportMode.STRICT:
+            raise _rejected_error(path, chunk.rejected[0])
+        report.add_rejected(chunk.rejected)
+        report.blank_lines += chunk.blank_lines
+        report.rows_read += chunk.rows - chunk.blank_lines
 
-            # NOTE: this insert is the largest remaining cost, about 2 s of CPU
-            # time per 1M events, most of it binding 10 parameters per row.
-            # INSERT OR IGNORE counts no change for a skipped duplicate.
-            changes_before = connection.total_changes
-            events.run(connection, chunk.events)
-            loaded.added += connection.total_changes - changes_before
-            loaded.negative_prices_read += chunk.negative_prices
-            products.run(connection, chunk.products)
-            if progress is not None:
-                progress(ImportProgress(report.rows_read, chunk.bytes_done, size))
+        for table, added in chunk.new_names:
+            connection.executemany(
+                f"INSERT INTO {table} (id, name) VALUES (?, ?)", added
+            )
+        # INSERT OR IGNORE counts no change for a skipped duplicate.
+        changes_before = connection.total_changes
+        events.run(connection, chunk.events)
+        loaded.added += connection.total_changes - changes_before
+        loaded.negative_prices_read += chunk.negative_prices
+        products.run(connection, chunk.products)
+        if file_import.progress is not None:
+            file_import.progress(
+                ImportProgress(report.rows_read, chunk.bytes_done, file_import.size)
+            )
     return loaded
 
 
@@ -350,15 +405,54 @@ class _LoadedRows:
 
 @dataclass(slots=True)
 class _PreparedChunk:
-    """A parsed chunk: insert parameters, rejected rows and counts."""
+    """A parsed chunk: insert parameters, new names, rejected rows and counts.
+
+    ``new_names`` lists per dictionary table the (id, name) pairs to insert
+    before the chunk's events.
+    """
 
     events: PreparedRows
     products: PreparedRows
+    new_names: list[tuple[str, list[tuple[int, str]]]]
     rejected: list[RejectedRow]
     rows: int
     blank_lines: int
     negative_prices: int
     bytes_done: int
+
+
+@dataclass(slots=True)
+class _ChunkPlan:
+    """The parsing thread's input file, layout and parameter grouping.
+
+    ``names`` are the category code and brand ids, in NAME_TABLES order. The
+    parsing thread alone uses them once the import starts.
+    """
+
+    path: Path
+    header: Header
+    layout: Layout
+    chunk_rows: int
+    events: RowBlocks
+    products: RowBlocks
+    names: list[NameIds]
+
+    @classmethod
+    def create(
+        cls, connection: sqlite3.Connection, file_import: _FileImport
+    ) -> _ChunkPlan:
+        """Plan the import of ``file_import``, inside its transaction."""
+        limit = max_variables(connection)
+        timed = file_import.layout is Layout.REES46
+        return cls(
+            path=file_import.path,
+            header=file_import.header,
+            layout=file_import.layout,
+            chunk_rows=file_import.chunk_rows,
+            events=RowBlocks.fit(len(event_columns(timed=timed)), limit),
+            products=product_upsert(max_variables=limit).blocks,
+            names=[NameIds.load(connection, table) for table in NAME_TABLES],
+        )
 
 
 class _ChunkProducer:
@@ -369,25 +463,14 @@ class _ChunkProducer:
     thread and waits for it.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        layout: Layout,
-        chunk_rows: int,
-        events: MultiRowInsert,
-        products: MultiRowInsert,
-    ) -> None:
-        self._path = path
-        self._layout = layout
-        self._chunk_rows = chunk_rows
-        self._events = events
-        self._products = products
+    def __init__(self, plan: _ChunkPlan) -> None:
+        self._plan = plan
         self._queue: queue.Queue[_PreparedChunk | BaseException | None] = queue.Queue(
             maxsize=_QUEUED_CHUNKS
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, name=f"import-parse-{path.name}", daemon=True
+            target=self._run, name=f"import-parse-{plan.path.name}", daemon=True
         )
 
     def __enter__(self) -> _ChunkProducer:
@@ -420,33 +503,59 @@ class _ChunkProducer:
         self._put(None)
 
     def _produce(self) -> None:
-        timed = self._layout is Layout.REES46
-        with (
-            _CountingFile(self._path) as counter,
-            contextlib.closing(
-                _read_chunks(counter, self._path, self._layout, self._chunk_rows)
-            ) as frames,
-        ):
+        plan = self._plan
+        positions = {
+            name.strip(): index for index, name in enumerate(plan.header.fields)
+        }
+        chunks = read_chunks(plan.path, plan.header, plan.chunk_rows)
+        with contextlib.closing(chunks):
             next_line = 2
-            for frame in frames:
-                # NOTE: this counts records, so a quoted field that spans lines
-                # makes later line numbers smaller than the physical ones.
-                parsed = parse_chunk(frame, layout=self._layout, first_line=next_line)
-                next_line += len(frame)
-                columns = parsed.columns
-                chunk = _PreparedChunk(
-                    events=self._events.prepare(event_arrays(columns, timed=timed)),
-                    products=self._products.prepare(product_arrays(columns)),
-                    rejected=parsed.rejected,
-                    rows=len(frame),
-                    blank_lines=parsed.blank_lines,
-                    negative_prices=int(
-                        np.count_nonzero((columns.price < 0) & ~columns.price_null)
-                    ),
-                    bytes_done=counter.bytes_read,
-                )
-                if not self._put(chunk):
+            for chunk in chunks:
+                # NOTE: pandas chunks count records, so a quoted field that
+                # spans lines makes later line numbers smaller than the
+                # physical ones.
+                if isinstance(chunk, ByteChunk):
+                    parsed = parse_fields(
+                        chunk.data,
+                        chunk.bounds,
+                        positions=positions,
+                        layout=plan.layout,
+                        first_line=next_line,
+                    )
+                else:
+                    parsed = parse_chunk(
+                        chunk.frame, layout=plan.layout, first_line=next_line
+                    )
+                next_line += parsed.rows
+                if not self._put(self._prepare(parsed, chunk.bytes_done)):
                     return
+
+    def _prepare(self, parsed: ParsedChunk, bytes_done: int) -> _PreparedChunk:
+        plan = self._plan
+        columns = parsed.columns
+        category_codes, brands = plan.names
+        code_ids, new_codes = category_codes.encode(columns.category_code)
+        brand_ids, new_brands = brands.encode(columns.brand)
+        events = event_arrays(
+            columns,
+            NameIdColumns(code_ids, brand_ids),
+            timed=plan.layout is Layout.REES46,
+        )
+        return _PreparedChunk(
+            events=plan.events.prepare(events),
+            products=plan.products.prepare(product_arrays(columns)),
+            new_names=[
+                (category_codes.table, new_codes),
+                (brands.table, new_brands),
+            ],
+            rejected=parsed.rejected,
+            rows=parsed.rows,
+            blank_lines=parsed.blank_lines,
+            negative_prices=int(
+                np.count_nonzero((columns.price < 0) & ~columns.price_null)
+            ),
+            bytes_done=bytes_done,
+        )
 
     def _put(self, item: _PreparedChunk | BaseException | None) -> bool:
         """Queue ``item`` unless the consumer stopped; return False if it did."""
@@ -457,40 +566,6 @@ class _ChunkProducer:
                 continue
             return True
         return False
-
-
-def _read_chunks(
-    stream: _CountingFile, path: Path, layout: Layout, chunk_rows: int
-) -> Generator[pd.DataFrame, None, None]:
-    """Yield chunks of the file with every field as text.
-
-    Column names are stripped of spaces. Parser errors become InputDataError.
-    """
-    try:
-        reader = pd.read_csv(
-            stream,
-            dtype=object,
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-            index_col=False,
-            chunksize=chunk_rows,
-        )
-        with reader:
-            for frame in reader:
-                frame.columns = [str(name).strip() for name in frame.columns]
-                yield frame
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(path, exc) from exc
-    except pd.errors.ParserError as exc:
-        match = _PANDAS_LINE_RE.search(str(exc))
-        line = int(match.group(1)) if match else None
-        raise InvalidRowError(
-            f"{path.name}: line {line}: the row cannot be read as CSV ({exc}). "
-            "Check the number of fields and the quotes in that line",
-            line=line,
-            user_message=f"Line {line} of {path.name} is not valid CSV.",
-        ) from exc
 
 
 def _rejected_error(path: Path, rejected: RejectedRow) -> InvalidRowError:
@@ -520,7 +595,7 @@ def _count_new_rows(
     if loaded.negative_prices_read:
         report.negative_prices = int(
             connection.execute(
-                "SELECT count(*) FROM events WHERE id >= ? AND negative_price = 1",
+                "SELECT count(*) FROM event_rows WHERE id >= ? AND negative_price = 1",
                 (first_new_id,),
             ).fetchone()[0]
         )
@@ -545,21 +620,3 @@ def _finish_import_row(connection: sqlite3.Connection, report: ImportReport) -> 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-class _CountingFile(io.BufferedReader):
-    """A binary file that counts the bytes read from disk, for progress."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(io.FileIO(path, "rb"), buffer_size=_READ_BLOCK_BYTES)
-        self.bytes_read = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = super().read(size)
-        self.bytes_read += len(data)
-        return data
-
-    def read1(self, size: int = -1) -> bytes:
-        data = super().read1(size)
-        self.bytes_read += len(data)
-        return data

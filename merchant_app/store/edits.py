@@ -8,22 +8,24 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from merchant_app.errors import InputDataError, InvalidRowError
-from merchant_app.store.bulk_insert import UPSERT_PRODUCT
+from merchant_app.store.bulk_insert import UPSERT_PRODUCT, stored_name_id
 from merchant_app.store.hashing import columns_from_rows, row_hashes
 from merchant_app.store.queries import get_event
-from merchant_app.store.rows import EVENT_COLUMNS, Event
+from merchant_app.store.rows import EVENT_COLUMNS, EVENT_TYPES, Event
 from merchant_app.store.validation import EventValues, FieldError, parse_event
 
 logger = logging.getLogger(__name__)
 
+# The store writes event_rows, where event type, category code and brand
+# are ids (schema.py), because writes through the view set no lastrowid.
 _INSERT = (
-    "INSERT INTO events (event_time, event_type, product_id, category_id, "
-    "category_code, brand, price, user_id, user_session, source, row_hash) "
+    "INSERT INTO event_rows (event_time, event_type_id, product_id, category_id, "
+    "category_code_id, brand_id, price, user_id, user_session, source, row_hash) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)"
 )
 _UPDATE = (
-    "UPDATE events SET event_time = ?, event_type = ?, product_id = ?, "
-    "category_id = ?, category_code = ?, brand = ?, price = ?, user_id = ?, "
+    "UPDATE event_rows SET event_time = ?, event_type_id = ?, product_id = ?, "
+    "category_id = ?, category_code_id = ?, brand_id = ?, price = ?, user_id = ?, "
     "user_session = ?, row_hash = ? WHERE id = ?"
 )
 
@@ -39,7 +41,9 @@ def add_event(connection: sqlite3.Connection, values: Mapping[str, object]) -> i
     event = _validate(values)
     with _transaction(connection):
         try:
-            cursor = connection.execute(_INSERT, (*event.as_tuple(), _hash(event)))
+            cursor = connection.execute(
+                _INSERT, (*_row_values(connection, event), _hash(event))
+            )
         except sqlite3.IntegrityError as exc:
             raise _duplicate_error(exc) from exc
         _upsert_product(connection, event)
@@ -70,7 +74,9 @@ def update_event(
         merged.update(changes)
         event = _validate(merged)
         try:
-            connection.execute(_UPDATE, (*event.as_tuple(), _hash(event), event_id))
+            connection.execute(
+                _UPDATE, (*_row_values(connection, event), _hash(event), event_id)
+            )
         except sqlite3.IntegrityError as exc:
             raise _duplicate_error(exc) from exc
         _upsert_product(connection, event)
@@ -82,7 +88,7 @@ def update_event(
 
 def delete_event(connection: sqlite3.Connection, event_id: int) -> None:
     """Delete one event, or raise InputDataError when no event has this id."""
-    cursor = connection.execute("DELETE FROM events WHERE id = ?", (event_id,))
+    cursor = connection.execute("DELETE FROM event_rows WHERE id = ?", (event_id,))
     if cursor.rowcount == 0:
         raise _missing_error(event_id)
     logger.info("event %d deleted", event_id)
@@ -97,7 +103,7 @@ def set_included(
     """
     with _transaction(connection):
         cursor = connection.executemany(
-            "UPDATE events SET included = ? WHERE id = ? AND included != ?",
+            "UPDATE event_rows SET included = ? WHERE id = ? AND included != ?",
             ((int(included), event_id, int(included)) for event_id in event_ids),
         )
     return max(cursor.rowcount, 0)
@@ -113,6 +119,23 @@ def _validate(values: Mapping[str, object]) -> EventValues:
             value=exc.value,
             user_message=f"The {exc.column} {exc.value!r} is invalid: {exc.reason}.",
         ) from exc
+
+
+def _row_values(
+    connection: sqlite3.Connection, event: EventValues
+) -> tuple[object, ...]:
+    """Return the event's values for event_rows, in REES46 column order."""
+    return (
+        event.event_time,
+        EVENT_TYPES.index(event.event_type),
+        event.product_id,
+        event.category_id,
+        stored_name_id(connection, "category_codes", event.category_code),
+        stored_name_id(connection, "brands", event.brand),
+        event.price,
+        event.user_id,
+        event.user_session,
+    )
 
 
 def _hash(event: EventValues) -> int | None:

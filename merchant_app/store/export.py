@@ -45,12 +45,22 @@ def export_csv(
     try:
         with partial.open("w", newline="", encoding="utf-8") as stream:
             writer = csv.writer(stream, lineterminator="\n")
+            # The minimal writer quotes a field with "\n" but not one with a
+            # lone "\r", which a CSV reader takes for a line break.
+            quoting_writer = csv.writer(
+                stream, lineterminator="\n", quoting=csv.QUOTE_ALL
+            )
             writer.writerow(EVENT_COLUMNS)
             cursor = connection.execute(query, parameters)
             while batch := cursor.fetchmany(_FETCH_ROWS):
                 if is_cancelled(cancel):
                     raise Cancelled(f"export to {path.name} cancelled")
-                writer.writerows(_format_row(row) for row in batch)
+                for row in batch:
+                    values = _format_row(row)
+                    if _has_carriage_return(values):
+                        quoting_writer.writerow(values)
+                    else:
+                        writer.writerow(values)
                 written += len(batch)
                 if progress is not None:
                     progress(written)
@@ -78,6 +88,10 @@ def format_time(microseconds: int) -> str:
     if moment.microsecond:
         text += f".{moment.microsecond:06d}"
     return text + " UTC"
+
+
+def _has_carriage_return(values: list[object]) -> bool:
+    return any(isinstance(value, str) and "\r" in value for value in values)
 
 
 def _format_row(row: tuple[object, ...]) -> list[object]:

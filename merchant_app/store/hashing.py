@@ -34,42 +34,97 @@ ObjectArray = npt.NDArray[np.object_]
 
 
 @dataclass(slots=True)
+class TextColumn:
+    """A text column as one code per row into ``values``, with -1 for NULL.
+
+    Columns such as brand repeat a few texts many times, so hashing,
+    dictionary coding and string creation work once per value. ``values``
+    may contain a text more than once, or a text that no row uses.
+    """
+
+    codes: IntArray
+    values: ObjectArray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> str | None:
+        code = int(self.codes[index])
+        return None if code < 0 else str(self.values[code])
+
+    @classmethod
+    def from_objects(cls, objects: ObjectArray) -> TextColumn:
+        """Build the column from one str or None per row."""
+        codes, values = pd.factorize(objects, use_na_sentinel=True)
+        return cls(codes.astype(np.int64), np.asarray(values, dtype=object))
+
+    def objects(self) -> ObjectArray:
+        """Return one str or None per row."""
+        table = np.empty(len(self.values) + 1, dtype=object)
+        table[: len(self.values)] = self.values
+        # Code -1 picks the last entry, which is None.
+        return table[self.codes]
+
+    def null(self) -> BoolArray:
+        """Return the mask of NULL rows."""
+        mask: BoolArray = self.codes < 0
+        return mask
+
+    def take(self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> TextColumn:
+        """Return the column of the selected rows (a mask or positions)."""
+        return TextColumn(self.codes[rows], self.values)
+
+
+@dataclass(slots=True)
 class EventColumns:
     """Typed columns of a batch of events, one numpy array per column.
 
-    Integer and float columns come with a null mask. Text columns are object
-    arrays that contain None for empty fields.
+    Integer and float columns come with a null mask. Text columns are
+    ``TextColumn`` objects.
     """
 
     event_time: IntArray
     event_time_null: BoolArray
-    event_type: ObjectArray
+    event_type: TextColumn
     product_id: IntArray
     category_id: IntArray
     category_id_null: BoolArray
-    category_code: ObjectArray
-    brand: ObjectArray
+    category_code: TextColumn
+    brand: TextColumn
     price: FloatArray
     price_null: BoolArray
     user_id: IntArray
-    user_session: ObjectArray
+    user_session: TextColumn
 
     def __len__(self) -> int:
         return len(self.product_id)
+
+    def take(self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> EventColumns:
+        """Return the columns of the selected rows (a mask or positions)."""
+        return EventColumns(
+            **{name: getattr(self, name)[rows] for name in _ARRAY_FIELDS},
+            **{name: getattr(self, name).take(rows) for name in TEXT_FIELDS},
+        )
+
+
+TEXT_FIELDS = ("event_type", "category_code", "brand", "user_session")
+_ARRAY_FIELDS = tuple(
+    name for name in EventColumns.__slots__ if name not in TEXT_FIELDS
+)
 
 
 def row_hashes(columns: EventColumns) -> IntArray:
     """Return the hash of each event as a signed 64-bit int (SQLite INTEGER)."""
     parts = [
         _hash_ints(columns.event_time, columns.event_time_null),
-        _hash_texts(columns.event_type, repeated=True),
+        _hash_texts(columns.event_type),
         _hash_ints(columns.product_id, None),
         _hash_ints(columns.category_id, columns.category_id_null),
-        _hash_texts(columns.category_code, repeated=True),
-        _hash_texts(columns.brand, repeated=True),
+        _hash_texts(columns.category_code),
+        _hash_texts(columns.brand),
         _hash_floats(columns.price, columns.price_null),
         _hash_ints(columns.user_id, None),
-        _hash_texts(columns.user_session, repeated=False),
+        _hash_texts(columns.user_session),
     ]
     combined = np.full(len(columns), _SEED, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -88,17 +143,20 @@ def _hash_floats(values: FloatArray, null: BoolArray) -> npt.NDArray[np.uint64]:
     return _mark_nulls(hashed, null)
 
 
-def _hash_texts(values: ObjectArray, *, repeated: bool) -> npt.NDArray[np.uint64]:
-    """Hash a text column. ``repeated`` marks columns with few distinct values.
+def _hash_texts(column: TextColumn) -> npt.NDArray[np.uint64]:
+    """Hash each value once and give every row the hash of its value.
 
-    With ``categorize`` pandas hashes each distinct value once and returns
-    the same hashes. That halves the time for columns such as brand, but
-    doubles it for sessions, which repeat only a few times each.
+    Each row gets the hash that ``pd.util.hash_array`` gives its text, with
+    or without ``categorize``, so ROW_HASH_SCHEME and stored hashes stay
+    valid.
     """
-    # pandas hashes None as the text "None", so the null mark replaces it.
-    null = pd.isna(values)
-    hashed = pd.util.hash_array(values, categorize=repeated)
-    return _mark_nulls(hashed, null)
+    value_hashes = np.empty(len(column.values) + 1, dtype=np.uint64)
+    if len(column.values):
+        value_hashes[:-1] = pd.util.hash_array(column.values, categorize=False)
+    # Code -1 (NULL) picks the last entry, which the null mark replaces.
+    value_hashes[-1] = _NULL_HASH
+    hashed: npt.NDArray[np.uint64] = value_hashes[column.codes]
+    return hashed
 
 
 def _mark_nulls(
@@ -117,16 +175,16 @@ def columns_from_rows(rows: list[tuple[object, ...]]) -> EventColumns:
     return EventColumns(
         event_time=_ints(times),
         event_time_null=_nulls(times),
-        event_type=_objects(types),
+        event_type=_texts(types),
         product_id=_ints(products),
         category_id=_ints(categories),
         category_id_null=_nulls(categories),
-        category_code=_objects(codes),
-        brand=_objects(brands),
+        category_code=_texts(codes),
+        brand=_texts(brands),
         price=np.array([0.0 if p is None else p for p in prices], dtype=np.float64),
         price_null=_nulls(prices),
         user_id=_ints(users),
-        user_session=_objects(sessions),
+        user_session=_texts(sessions),
     )
 
 
@@ -138,7 +196,7 @@ def _nulls(values: tuple[object, ...]) -> BoolArray:
     return np.array([v is None for v in values], dtype=bool)
 
 
-def _objects(values: tuple[object, ...]) -> ObjectArray:
+def _texts(values: tuple[object, ...]) -> TextColumn:
     array = np.empty(len(values), dtype=object)
     array[:] = values
-    return array
+    return TextColumn.from_objects(array)

@@ -23,7 +23,8 @@ _PRICE_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+
 # explicit UTC designator (` UTC`, `Z` or `+00:00`) in both cases. Times
 # without a designator are rejected, because their zone is unknown.
 _TIME_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,6}))?"
     r"(?: UTC|Z|\+00:00)"
 )
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from merchant_app.cli import main as cli_main  # noqa: E402 (after the path setup)
 from merchant_app.demo import SAMPLE_SHOPS  # noqa: E402
+from merchant_app.store import EVENT_COLUMNS  # noqa: E402
 from merchant_app.ui.app import create_application  # noqa: E402
 from merchant_app.ui.events_model import EventsTableModel  # noqa: E402
 from merchant_app.ui.main_window import MainWindow  # noqa: E402
@@ -91,19 +92,8 @@ def write_recent_events(source: Path, destination: Path) -> Path:
     step = timedelta(days=7) / max(len(rows), 1)
     with destination.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(
-            [
-                "event_time",
-                "event_type",
-                "product_id",
-                "category_id",
-                "category_code",
-                "brand",
-                "price",
-                "user_id",
-                "user_session",
-            ]
-        )
+        # The store's export columns are the REES46 layout, in its order.
+        writer.writerow(EVENT_COLUMNS)
         for index, row in enumerate(rows):
             time = RECENT_START + index * step
             category = row["category_code"]

@@ -99,8 +99,9 @@ def privacy_statement(preview: ContributionPreview) -> str:
         )
     text = (
         "Only numbers about products leave this computer: for each product, a "
-        "summary of how the customers who saw or bought it reacted. The file "
-        "has no customer id and no list of anyone's events."
+        "summary of how the customers who saw or bought it reacted, plus the "
+        "round, your member address and how many customers you have. The "
+        "file has no customer id and no list of anyone's events."
     )
     lone = preview.single_customer_products
     if lone:

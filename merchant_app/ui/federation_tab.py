@@ -216,8 +216,8 @@ class FederationTab(QWidget):
             for column, value in enumerate(values):
                 # Addresses are long: the cell shows their ends, the tooltip
                 # the whole value.
-                shown = short_id(value) if column >= 3 else value
-                cell = QTableWidgetItem(shown)
+                cell_text = short_id(value) if column >= 3 else value
+                cell = QTableWidgetItem(cell_text)
                 cell.setToolTip(value)
                 self.members_table.setItem(index, column, cell)
         metrics = overview.metrics

@@ -43,7 +43,7 @@ from merchant_app.ui.worker import Task, TaskContext, TaskRunner
 logger = logging.getLogger(__name__)
 
 TOP_K = 10
-# How the "Weight" column of popular products is computed (interaction_weights).
+# The formula of the "Weight" column of popular products (interaction_weights).
 POPULAR_WEIGHT_TEXT = (
     "weight = views + 2 x carts + 4 x purchases; removals from the cart count 0"
 )

@@ -296,6 +296,23 @@ def solve_customers(
     return solutions
 
 
+@dataclass(frozen=True)
+class _ItemTerms:
+    """Item factors and biases, with the matrix products every customer's loss uses."""
+
+    factors: torch.Tensor
+    biases: torch.Tensor
+    gram: torch.Tensor
+    factors_times_biases: torch.Tensor
+    biases_squared: torch.Tensor
+
+    @classmethod
+    def of(cls, factors: torch.Tensor, biases: torch.Tensor) -> _ItemTerms:
+        return cls(
+            factors, biases, factors.T @ factors, factors.T @ biases, biases @ biases
+        )
+
+
 def customer_losses(
     customer_factors: torch.Tensor,
     item_factors: torch.Tensor,
@@ -313,10 +330,33 @@ def customer_losses(
     cells plus its own penalty, so the shares of all customers plus
     ``regularization * (|Y|^2 + |b|^2)`` equal :func:`weighted_loss`.
     """
-    x, y, b = customer_factors, item_factors, item_biases
+    terms = _ItemTerms.of(item_factors, item_biases)
+    return _customer_shares(
+        customer_factors,
+        terms,
+        interactions,
+        start=start,
+        alpha=alpha,
+        regularization=regularization,
+    )
+
+
+def _customer_shares(
+    customer_factors: torch.Tensor,
+    terms: _ItemTerms,
+    interactions: Interactions,
+    *,
+    start: int,
+    alpha: float,
+    regularization: float,
+) -> torch.Tensor:
+    x, y, b = customer_factors, terms.factors, terms.biases
     count = x.shape[0]
-    # Sum over all items of (x . y_i + b_i)^2, from the Gram matrix.
-    shares = ((x @ (y.T @ y)) * x).sum(dim=1) + 2.0 * (x @ (y.T @ b)) + b @ b
+    # Sum over all items of (x . y_i + b_i)^2, from the Gram matrix, so the
+    # dense score matrix is never built; the cells with events are corrected
+    # below.
+    shares = ((x @ terms.gram) * x).sum(dim=1)
+    shares += 2.0 * (x @ terms.factors_times_biases) + terms.biases_squared
 
     first, last = np.searchsorted(interactions.rows, [start, start + count])
     group = torch.from_numpy(interactions.rows[first:last] - start)
@@ -338,21 +378,20 @@ def weighted_loss(
 ) -> float:
     """Return the full training objective over all customer-item cells.
 
-    Uses ``sum over all cells of s^2`` from Gram matrices, then corrects the
-    cells with events, so it never builds the dense score matrix.
+    It is the sum of the customers' shares (:func:`customer_losses`) and the
+    items' penalty.
     """
-    x, y, b = customer_factors, item_factors, item_biases
-    all_cells = torch.trace((x.T @ x) @ (y.T @ y))
-    all_cells += 2.0 * x.sum(dim=0) @ (y.T @ b) + x.shape[0] * (b @ b)
-
-    rows = torch.from_numpy(interactions.rows)
-    cols = torch.from_numpy(interactions.cols)
-    scores = (x[rows] * y[cols]).sum(dim=1) + b[cols]
-    conf = torch.from_numpy(confidence(interactions.weights, alpha))
-    observed = (conf * (1.0 - scores) ** 2 - scores**2).sum()
-
-    penalty = regularization * ((x**2).sum() + (y**2).sum() + (b**2).sum())
-    return float(all_cells + observed + penalty)
+    shares = customer_losses(
+        customer_factors,
+        item_factors,
+        item_biases,
+        interactions,
+        start=0,
+        alpha=alpha,
+        regularization=regularization,
+    )
+    items_penalty = (item_factors**2).sum() + (item_biases**2).sum()
+    return float(shares.sum() + regularization * items_penalty)
 
 
 def train_als(
@@ -534,8 +573,8 @@ class _RefitTracker:
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
     ) -> None:
-        self.item_factors = item_factors
-        self.item_biases = item_biases
+        # The item terms are the same for every batch, so they are computed once.
+        self.item_terms = _ItemTerms.of(item_factors, item_biases)
         self.interactions = interactions
         self.alpha = alpha
         self.regularization = regularization
@@ -546,7 +585,7 @@ class _RefitTracker:
             return
         zeros = item_factors.new_zeros((self.count, item_factors.shape[1]))
         self.start_shares = self._shares(zeros, 0)
-        constant_share = float(item_biases @ item_biases)
+        constant_share = float(self.item_terms.biases_squared)
         self.total = float(self.start_shares.sum()) - self.count * constant_share
         progress(TrainingProgress(0, self.count, self.total / self.count))
 
@@ -561,10 +600,9 @@ class _RefitTracker:
         self.progress(TrainingProgress(stop, self.count, self.total / self.count))
 
     def _shares(self, factors: torch.Tensor, start: int) -> torch.Tensor:
-        return customer_losses(
+        return _customer_shares(
             factors,
-            self.item_factors,
-            self.item_biases,
+            self.item_terms,
             self.interactions,
             start=start,
             alpha=self.alpha,

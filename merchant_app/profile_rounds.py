@@ -104,19 +104,6 @@ class RoundSnapshot:
 
 
 @dataclass(frozen=True)
-class TrainingSnapshot:
-    """The training objective while a round's train step solves the customers.
-
-    ``customers_done`` of ``customers`` are solved; ``loss`` is the objective
-    per customer with the others at zero factors (see ``refit_customers``).
-    """
-
-    customers_done: int
-    customers: int
-    loss: float
-
-
-@dataclass(frozen=True)
 class RoundMetrics:
     """HR@10 and NDCG@10 of the model after a final round, on own data.
 
@@ -321,7 +308,7 @@ def run_contribution(
     consortium: ProfileConsortium,
     model_folder: Path,
     *,
-    report: Callable[[RoundSnapshot | TrainingSnapshot], None] | None = None,
+    report: Callable[[RoundSnapshot | TrainingProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ContributionResult:
     """Run (or resume) one round, save the final model and record its metrics.
@@ -340,10 +327,6 @@ def run_contribution(
         transactions = tuple(state.transactions(contract, value.round_id))
         report(RoundSnapshot(value, record, transactions))
 
-    def training(value: TrainingProgress) -> None:
-        if report is not None:
-            report(TrainingSnapshot(value.iteration, value.total, value.loss))
-
     publish_peer_address(consortium)
     driver = RoundDriver(
         contract=consortium.contract,
@@ -352,7 +335,8 @@ def run_contribution(
         training_events=consortium.training_events,
         settings=consortium.driver_settings,
         progress=progress,
-        training_progress=training,
+        # The train step's loss reports (customers fitted, loss per customer).
+        training_progress=report,
         cancel=cancel,
     )
     outcome = driver.run_round()

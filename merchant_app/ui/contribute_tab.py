@@ -37,13 +37,13 @@ from merchant_app.profile_rounds import (
     ContributionResult,
     ProfileConsortium,
     RoundSnapshot,
-    TrainingSnapshot,
     preview_contribution,
     readiness_problem,
     run_contribution,
     unfinished_round,
 )
 from merchant_app.profiles import OpenProfile
+from merchant_app.recommender.als import TrainingProgress
 from merchant_app.ui.errors_dialog import show_error
 from merchant_app.ui.round_charts import ROUND_STEPS, TrainingLossPlot
 from merchant_app.ui.text import describe_size, short_id
@@ -442,7 +442,7 @@ class ContributeTab(QWidget):
 
     @Slot(object)
     def _progress(self, snapshot: object) -> None:
-        if isinstance(snapshot, TrainingSnapshot):
+        if isinstance(snapshot, TrainingProgress):
             self._show_training(snapshot)
             return
         if not isinstance(snapshot, RoundSnapshot):
@@ -462,11 +462,12 @@ class ContributeTab(QWidget):
             f"Round {snapshot.progress.round_id}: {STEP_LABELS[step].lower()}…"
         )
 
-    def _show_training(self, snapshot: TrainingSnapshot) -> None:
-        self.plot.add_point(snapshot.customers_done, snapshot.customers, snapshot.loss)
+    def _show_training(self, report: TrainingProgress) -> None:
+        # In a round's training, the steps of a report are customers fitted.
+        self.plot.add_point(report.iteration, report.total, report.loss)
         done = (
-            f"Fitted {snapshot.customers_done:,} of {snapshot.customers:,} "
-            f"customers; loss {snapshot.loss:,.2f}."
+            f"Fitted {report.iteration:,} of {report.total:,} customers; "
+            f"loss {report.loss:,.2f}."
         )
         self.loss_label.setText(f"{LOSS_CAPTION} {done}")
         self._show_details({RoundStep.TRAIN: done})

@@ -13,7 +13,7 @@ CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 class ConsoleFormatter(logging.Formatter):
     """One line per record: tracebacks are for the log file, not the terminal.
 
-    A record with a traceback gets a note that the log file holds it.
+    A record with a traceback gets a note that the log file contains it.
     """
 
     def format(self, record: logging.LogRecord) -> str:

@@ -116,15 +116,15 @@ def write_recent_events(source: Path, destination: Path) -> Path:
 class Tour:
     """Clicks through the demo's window and saves the screens asked for."""
 
-    def __init__(self, wanted: set[str], import_file: Path) -> None:
-        self.wanted = wanted
+    def __init__(self, requested: set[str], import_file: Path) -> None:
+        self.requested = requested
         self.import_file = import_file
         self.saved: list[Path] = []
         self.error: BaseException | None = None
 
     async def grab(self, widget: QWidget, name: str) -> None:
-        """Let the window paint, then save it as ``name``.png if wanted."""
-        if name not in self.wanted:
+        """Let the window paint, then save it as ``name``.png if requested."""
+        if name not in self.requested:
             return
         await asyncio.sleep(0.4)
         path = OUTPUT / f"{name}.png"

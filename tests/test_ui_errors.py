@@ -90,7 +90,7 @@ def test_error_traceback_goes_to_profile_log(
     assert "Traceback" not in dialog.details_text.toPlainText()
 
 
-def test_bad_input_logged_as_warning_in_one_console_line(
+def test_bad_input_warning_one_line(
     qtbot: QtBot,
     ui_environment: AppEnvironment,
     caplog: pytest.LogCaptureFixture,

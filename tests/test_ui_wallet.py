@@ -186,7 +186,7 @@ def test_wallet_tab_names_memory_key_storage(
     assert tab.storage_label.text() == (
         "Throwaway key in memory for this demo run; it is not saved"
     )
-    # There is no stored key to export, so the button says so instead of failing.
+    # There is no stored key to export: the button is off and the label explains why.
     assert not tab.export_button.isEnabled()
     assert "nothing to export" in tab.export_label.text()
 

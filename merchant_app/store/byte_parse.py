@@ -118,10 +118,11 @@ def split_fields(
     """Return the field bounds of a chunk of whole lines, or None.
 
     ``newlines`` are the positions of the chunk's `\\n` bytes, and the chunk
-    ends with one. None means the chunk is not plain: it has a quote or a
-    NUL, a blank line, a line with another number of fields than ``width``,
-    a line of only commas (an empty record, which counts as a blank line),
-    or a `\\r` that does not end a line. pandas reads such chunks.
+    ends with one. None means the chunk is not plain, and pandas reads it.
+    A chunk is not plain when it has a quote or a NUL, a blank line, a line
+    with another number of fields than ``width``, or a `\\r` that does not
+    end a line. A line of only commas is an empty record, which counts as a
+    blank line, so it makes a chunk not plain too.
     """
     rows = len(newlines)
     if width < 2 or rows == 0 or b'"' in data or b"\x00" in data:

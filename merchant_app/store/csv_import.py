@@ -295,8 +295,8 @@ def _foreign_keys_off(connection: sqlite3.Connection) -> Iterator[None]:
 
     Every event row of an import refers to the import row made in the same
     transaction, whose id is a constant in the SQL text. Its category code
-    and brand ids are inserted before it. So the per-row checks cannot fail,
-    and they cost about 15% of the insert's CPU time (1M events of
+    and brand ids are inserted before it. So the per-row checks would always
+    pass, and they cost about 15% of the insert's CPU time (1M events of
     benchmarks/import_speed.py, SQLite 3.40). The pragma has no effect
     inside a transaction, so it is set before BEGIN and after COMMIT.
     """

@@ -36,8 +36,8 @@ _REHASH_ROWS = 50_000
 # Page size of a new database file, in bytes. An existing file keeps its own.
 # Importing the 1M events of benchmarks/import_speed.py into a new file took
 # 3.0 to 3.2 s with 8 KiB pages and 3.35 to 3.4 s with SQLite's default of
-# 4 KiB, because there are half as many pages to write to the WAL, checkpoint
-# and index. 16 KiB was no faster (SQLite 3.40, 2 cores).
+# 4 KiB. Larger pages mean half as many to write to the WAL, checkpoint and
+# index. 16 KiB was no faster (SQLite 3.40, 2 cores).
 _NEW_FILE_PAGE_BYTES = 8192
 
 

@@ -54,6 +54,17 @@ def test_anvil_stop_ends_process(anvil_factory: Callable[..., AnvilChain]):
     assert not chain.owns_process
 
 
+def test_anvil_outside_app_process_group(anvil_factory: Callable[..., AnvilChain]):
+    chain = anvil_factory()
+    pid = chain.pid
+    assert pid is not None
+
+    # A Ctrl-C in a terminal signals the app's whole process group, so anvil
+    # must be in a session of its own and stop only when stop() ends it.
+    assert os.getsid(pid) == pid
+    assert os.getpgid(pid) != os.getpgid(0)
+
+
 def test_anvil_reuses_running_node(
     anvil_factory: Callable[..., AnvilChain], tmp_path: Path
 ):

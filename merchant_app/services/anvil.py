@@ -138,6 +138,9 @@ class AnvilChain:
             stdin=subprocess.DEVNULL,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
+            # Its own session keeps a Ctrl-C in the app's terminal from
+            # killing the chain while the app's rounds still use it.
+            start_new_session=True,
         )
         logger.info(
             "started anvil pid %d on %s with state %s",

@@ -116,6 +116,49 @@ def check_torch() -> CheckResult:
     )
 
 
+def check_store() -> CheckResult:
+    """Import three events into a new store in a temporary folder.
+
+    Reports whether the import read them through the C module's
+    merchant_rows function (native_rows.py) or had to bind them from
+    Python, which works but is slower.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from merchant_app.store import EventStore, native_rows
+
+    rows = "\n".join(
+        [
+            "user_id,product_id,category_code,brand,price,event_type",
+            "1,10,,acme,2.5,view",
+            "1,11,,,3,cart",
+            "2,10,,acme,2.5,purchase",
+        ]
+    )
+    with tempfile.TemporaryDirectory(prefix="merchant-self-test-") as folder:
+        source = Path(folder) / "events.csv"
+        source.write_text(rows + "\n", encoding="utf-8")
+        with EventStore.open(Path(folder) / "store.sqlite") as store:
+            report = store.import_csv(source)
+            native = native_rows.usable(store.connection)
+            counts = store.counts()
+    if report.rows_added != 3 or counts.events != 3:
+        return CheckResult(
+            "store",
+            FAILED,
+            f"imported {report.rows_added} of 3 events, store counts {counts.events}",
+        )
+    if not native:
+        return CheckResult(
+            "store",
+            WARNING,
+            "3 events imported, but merchant_rows is unavailable, so large "
+            "imports bind values from Python and are slower (see the log)",
+        )
+    return CheckResult("store", OK, "3 events imported through merchant_rows")
+
+
 def make_keyring_check(*, require: bool) -> Callable[[], CheckResult]:
     """Return the keyring check; ``require`` makes a missing keyring a failure."""
 
@@ -232,6 +275,7 @@ def run_self_test(
         ("torch", check_torch),
         ("keyring", make_keyring_check(require=require_keyring)),
         ("contract", check_artifact),
+        ("store", check_store),
     ]
     if rpc_url is not None:
         checks.append(("chain", make_chain_check(rpc_url)))

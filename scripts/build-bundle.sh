@@ -18,6 +18,14 @@ if ! "$PYTHON" -c "import PyInstaller" 2>/dev/null; then
 fi
 
 start=$(date +%s)
+# The store's C module (setup.py), built next to its source so that the
+# spec's analysis of this checkout finds it.
+(cd "$ROOT" && "$PYTHON" setup.py --quiet build_ext --inplace \
+    --build-temp "$WORK_DIR/ext")
+if ! (cd "$ROOT" && "$PYTHON" -c "import merchant_app.store._rowsource"); then
+    echo "the C module merchant_app/store/_rowsource.c did not build" >&2
+    exit 1
+fi
 "$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath "$DIST_DIR" --workpath "$WORK_DIR" \
     "$ROOT/resources/merchant-app.spec"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from merchant_app.store import native_rows
+
 pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.ipfs",
@@ -31,3 +33,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real event files not found: {SHARED_DATA} does not exist")
     return SHARED_DATA
+
+
+@pytest.fixture(params=["native", "python"])
+def import_route(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run the test with each way an import loads rows into SQLite.
+
+    "native" reads them through merchant_rows (native_rows.py), "python"
+    binds them from Python, as on a machine without the C module.
+    """
+    route = str(request.param)
+    if route == "python":
+        monkeypatch.setattr(native_rows, "usable", lambda connection: False)
+    elif not native_rows.install():
+        pytest.skip("merchant_rows is not available here (see native_rows.py)")
+    return route

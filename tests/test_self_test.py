@@ -17,6 +17,7 @@ import pytest
 from merchant_app.services.anvil import AnvilChain
 from merchant_app.services.kubo import KuboNode
 from merchant_app.services.ports import find_free_port
+from merchant_app.store import native_rows
 from tests.fixtures.keyring import SecretServiceDaemon
 from tests.self_test_support import status_line
 
@@ -69,6 +70,9 @@ def test_self_test_all_checks_pass(
     keyring_line = status_line(result.stdout, "keyring")
     assert keyring_line.startswith("OK keyring: Secret Service")
     assert status_line(result.stdout, "contract").startswith("OK contract:")
+    assert status_line(result.stdout, "store") == (
+        "OK store: 3 events imported through merchant_rows"
+    )
     chain_line = status_line(result.stdout, "chain")
     assert chain_line.startswith("OK chain:")
     assert f"chain id {anvil_chain.chain_id}" in chain_line
@@ -116,3 +120,15 @@ def test_self_test_missing_artifact_fails(tmp_path: Path) -> None:
     contract_line = status_line(result.stdout, "contract")
     assert contract_line.startswith("FAILED contract:")
     assert "Consortium.json" in contract_line
+
+
+def test_self_test_without_native_rows_warns(tmp_path: Path) -> None:
+    env = env_without_keyring(tmp_path)
+    env[native_rows.DISABLE_VARIABLE] = "1"
+
+    result = run_self_test(env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status_line(result.stdout, "store").startswith(
+        "WARNING store: 3 events imported, but merchant_rows is unavailable"
+    )

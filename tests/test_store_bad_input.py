@@ -28,7 +28,7 @@ def _rees46_row(**changes: str) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> EventStore:
+def store(tmp_path: Path, import_route: str) -> EventStore:
     """A store that already contains one import, so a dump has rows to compare."""
     with EventStore.open(tmp_path / "merchant.sqlite") as opened:
         opened.import_csv(

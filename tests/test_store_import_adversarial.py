@@ -19,7 +19,7 @@ from tests.store_support import REES46_HEADER, SLIM_HEADER, dump, write_csv
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventStore]:
+def store(tmp_path: Path, import_route: str) -> Iterator[EventStore]:
     with EventStore.open(tmp_path / "merchant.sqlite") as opened:
         yield opened
 

@@ -209,7 +209,7 @@ def test_migration_keeps_types_of_values(v1_path: Path) -> None:
     assert largest.brand == "über"
 
 
-def test_migration_moves_names_and_indexes(v1_path: Path) -> None:
+def test_migration_moves_names_and_drops_lookup_indexes(v1_path: Path) -> None:
     with EventStore.open(v1_path) as store:
         objects = dict(
             store.connection.execute(
@@ -229,8 +229,6 @@ def test_migration_moves_names_and_indexes(v1_path: Path) -> None:
     assert objects == {
         "events": "view",
         "event_rows": "table",
-        "events_by_user": "index",
-        "events_by_product": "index",
         "events_unique_row": "index",
     }
     assert brands == [(None,), ("",), ("acme",), ("über",)]
@@ -261,6 +259,37 @@ def test_migrated_rows_still_detect_duplicates(v1_path: Path, tmp_path: Path) ->
 
     assert report.rows_added == 0
     assert report.duplicates == 1
+
+
+def test_migration_from_2_drops_lookup_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    with EventStore.open(path) as store:
+        store.add_event(
+            {"event_type": "view", "product_id": 7, "user_id": 8, "price": 1.5}
+        )
+    # Version 2 differed from 3 only by these two indexes.
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE INDEX events_by_user ON event_rows (user_id)")
+        connection.execute("CREATE INDEX events_by_product ON event_rows (product_id)")
+        connection.execute("PRAGMA user_version = 2")
+    connection.close()
+
+    with EventStore.open(path) as store:
+        indexes = {
+            row[0]
+            for row in store.connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' "
+                "AND name NOT LIKE 'sqlite_autoindex%'"
+            )
+        }
+        version = store.connection.execute("PRAGMA user_version").fetchone()[0]
+        events = store.connection.execute(
+            "SELECT event_type, product_id, user_id, price FROM events"
+        ).fetchall()
+
+    assert indexes == {"events_unique_row"}
+    assert version == 3
+    assert events == [("view", 7, 8, 1.5)]
 
 
 def test_failed_migration_keeps_version_1(

@@ -32,11 +32,7 @@ def test_open_creates_indexes(tmp_path: Path) -> None:
             ).fetchall()
         )
 
-    assert indexes == {
-        "events_by_user": "event_rows",
-        "events_by_product": "event_rows",
-        "events_unique_row": "event_rows",
-    }
+    assert indexes == {"events_unique_row": "event_rows"}
 
 
 def test_events_view_takes_writes(tmp_path: Path) -> None:

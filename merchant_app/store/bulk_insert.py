@@ -29,7 +29,12 @@ from merchant_app.store.hashing import (
     EventColumns,
     IntArray,
     TextColumn,
-    row_hashes,
+)
+from merchant_app.store.native_rows import (
+    ColumnBatch,
+    ColumnData,
+    NativeInsert,
+    NumberColumn,
 )
 from merchant_app.store.rows import EVENT_TYPES
 
@@ -45,7 +50,7 @@ ON CONFLICT (product_id) DO UPDATE SET
     brand = coalesce(excluded.brand, products.brand),
     price = coalesce(excluded.price, products.price)
 """
-_PRODUCT_COLUMNS = ("product_id", "category_id", "category_code", "brand", "price")
+PRODUCT_COLUMNS = ("product_id", "category_id", "category_code", "brand", "price")
 
 
 @dataclass(slots=True)
@@ -77,16 +82,16 @@ class RowBlocks:
         """Return BLOCK_ROWS rows per block, fewer if the parameter limit is lower."""
         return cls(width, max(1, min(BLOCK_ROWS, max_variables // width)))
 
-    def prepare(self, columns: Sequence[npt.NDArray[np.generic]]) -> PreparedRows:
-        """Return the parameters of the rows given as one array per column.
+    def prepare(self, columns: Sequence[ColumnData]) -> PreparedRows:
+        """Return the parameters of the rows given as one column each.
 
-        Integer and float arrays become Python ints and floats, and object
-        arrays keep their items (str or None).
+        Integers become Python ints or None, floats become Python floats
+        with NaN for NULL, and texts become str or None.
         """
         count = len(columns[0]) if columns else 0
         table = np.empty((count, self.width), dtype=object)
         for index, column in enumerate(columns):
-            table[:, index] = column
+            table[:, index] = _bindable(column)
         full = count - count % self.block_rows
         blocks: list[list[object]] = (
             table[:full].reshape(-1, self.block_rows * self.width).tolist()
@@ -124,16 +129,35 @@ class MultiRowInsert:
         self.block_sql = head + ", ".join([row] * self.blocks.block_rows) + suffix
         self.row_sql = head + row + suffix
 
-    def prepare(self, columns: Sequence[npt.NDArray[np.generic]]) -> PreparedRows:
+    def prepare(self, columns: Sequence[ColumnData]) -> PreparedRows:
         """Return the parameters of the rows, as ``RowBlocks.prepare``."""
         return self.blocks.prepare(columns)
 
-    def run(self, connection: sqlite3.Connection, rows: PreparedRows) -> None:
+    def run(
+        self, connection: sqlite3.Connection, rows: PreparedRows | ColumnBatch
+    ) -> None:
         """Execute the statements for the prepared rows."""
+        if not isinstance(rows, PreparedRows):
+            raise TypeError(f"expected PreparedRows, got {type(rows).__name__}")
         if rows.blocks:
             connection.executemany(self.block_sql, rows.blocks)
         if rows.rest:
             connection.executemany(self.row_sql, rows.rest)
+
+
+def _bindable(column: ColumnData) -> npt.NDArray[np.generic]:
+    """Return the column as values that Python's sqlite3 binds quickly.
+
+    A NULL float is bound as NaN, which SQLite stores as NULL, because
+    binding None is several times slower.
+    """
+    if isinstance(column, TextColumn):
+        return column.objects()
+    if column.null is None or not column.null.any():
+        return column.values
+    if column.values.dtype.kind == "f":
+        return np.where(column.null, np.nan, column.values)
+    return nullable(column.values, column.null)
 
 
 def max_variables(connection: sqlite3.Connection) -> int:
@@ -170,21 +194,32 @@ def event_columns(*, timed: bool) -> tuple[str, ...]:
     )
 
 
-def event_insert(*, timed: bool, import_id: int, max_variables: int) -> MultiRowInsert:
-    """Return the event_rows INSERT of ``event_columns(timed=...)``."""
+def event_insert(
+    *, timed: bool, import_id: int, max_variables: int, native: bool = False
+) -> MultiRowInsert | NativeInsert:
+    """Return the event_rows INSERT of ``event_columns(timed=...)``.
+
+    ``native`` gives the statement that reads a ColumnBatch (native_rows.py)
+    in place of the one that binds PreparedRows.
+    """
+    columns = event_columns(timed=timed)
+    constants = {"source": import_id}
+    if native:
+        return NativeInsert("event_rows", columns, constants=constants)
     return MultiRowInsert(
-        "event_rows",
-        event_columns(timed=timed),
-        max_variables=max_variables,
-        constants={"source": import_id},
+        "event_rows", columns, max_variables=max_variables, constants=constants
     )
 
 
-def product_upsert(*, max_variables: int) -> MultiRowInsert:
+def product_upsert(
+    *, max_variables: int, native: bool = False
+) -> MultiRowInsert | NativeInsert:
     """Return the products upsert, where the latest non-NULL values win."""
+    if native:
+        return NativeInsert("products", PRODUCT_COLUMNS, suffix=_PRODUCT_CONFLICT)
     return MultiRowInsert(
         "products",
-        _PRODUCT_COLUMNS,
+        PRODUCT_COLUMNS,
         max_variables=max_variables,
         suffix=_PRODUCT_CONFLICT,
     )
@@ -199,34 +234,35 @@ class NameIdColumns:
 
 
 def event_arrays(
-    columns: EventColumns, names: NameIdColumns, *, timed: bool
-) -> list[npt.NDArray[np.generic]]:
+    columns: EventColumns, names: NameIdColumns, *, hashes: IntArray | None
+) -> list[ColumnData]:
     """Return the columns of ``event_insert(timed=...)``.
 
-    NULL is None, except for the price, where it is NaN.
+    ``hashes`` are the rows' ``row_hashes`` for REES46 rows (timed), and
+    None for slim rows.
     """
     type_ids = event_type_ids(columns.event_type)
-    price = np.where(columns.price_null, np.nan, columns.price)
-    if not timed:
+    price = NumberColumn(columns.price, columns.price_null)
+    if hashes is None:
         return [
-            type_ids,
-            columns.product_id,
-            names.category_code,
-            names.brand,
+            NumberColumn(type_ids),
+            NumberColumn(columns.product_id),
+            NumberColumn(names.category_code),
+            NumberColumn(names.brand),
             price,
-            columns.user_id,
+            NumberColumn(columns.user_id),
         ]
     return [
-        columns.event_time,
-        type_ids,
-        columns.product_id,
-        nullable(columns.category_id, columns.category_id_null),
-        names.category_code,
-        names.brand,
+        NumberColumn(columns.event_time),
+        NumberColumn(type_ids),
+        NumberColumn(columns.product_id),
+        NumberColumn(columns.category_id, columns.category_id_null),
+        NumberColumn(names.category_code),
+        NumberColumn(names.brand),
         price,
-        columns.user_id,
-        columns.user_session.objects(),
-        row_hashes(columns),
+        NumberColumn(columns.user_id),
+        columns.user_session,
+        NumberColumn(hashes),
     ]
 
 
@@ -302,7 +338,7 @@ class NameIds:
         return ids, added
 
 
-def product_arrays(columns: EventColumns) -> list[npt.NDArray[np.generic]]:
+def product_arrays(columns: EventColumns) -> list[ColumnData]:
     """Return each product's latest non-NULL values in the chunk, per column.
 
     "Latest" is the last row in file order, as the upsert applies it.
@@ -313,8 +349,8 @@ def product_arrays(columns: EventColumns) -> list[npt.NDArray[np.generic]]:
     order = np.argsort(columns.product_id, kind="stable")
     products = columns.product_id[order]
     starts = np.flatnonzero(np.r_[True, products[1:] != products[:-1]])
-    result: list[npt.NDArray[np.generic]] = [
-        products[starts],
+    result: list[ColumnData] = [
+        NumberColumn(products[starts]),
         _last_non_null(
             columns.category_id[order], columns.category_id_null[order], starts
         ),
@@ -323,7 +359,7 @@ def product_arrays(columns: EventColumns) -> list[npt.NDArray[np.generic]]:
         sorted_codes = text.codes[order]
         chosen, found = _latest_rows(sorted_codes < 0, starts)
         codes = np.where(found, sorted_codes[chosen], -1)
-        result.append(TextColumn(codes, text.values).objects())
+        result.append(TextColumn(codes, text.values))
     result.append(
         _last_non_null(columns.price[order], columns.price_null[order], starts)
     )
@@ -347,14 +383,14 @@ def _latest_rows(
 
 
 def _last_non_null(
-    values: npt.NDArray[np.generic], null: BoolArray, starts: npt.NDArray[np.intp]
-) -> npt.NDArray[np.object_]:
-    """Return per group (rows from ``starts[i]``) the last non-null value or None."""
+    values: npt.NDArray[np.int64] | npt.NDArray[np.float64],
+    null: BoolArray,
+    starts: npt.NDArray[np.intp],
+) -> NumberColumn:
+    """Return per group (rows from ``starts[i]``) the last non-null value or NULL."""
     chosen, found = _latest_rows(null, starts)
-    picked = np.empty(len(starts), dtype=object)
-    picked[:] = None
-    picked[found] = values[chosen[found]]
-    return picked
+    picked = values[np.where(found, chosen, 0)]
+    return NumberColumn(picked, ~found)
 
 
 def nullable(
@@ -369,4 +405,6 @@ def nullable(
 
 
 # The one-row products upsert, for edits.
-UPSERT_PRODUCT = product_upsert(max_variables=len(_PRODUCT_COLUMNS)).row_sql
+UPSERT_PRODUCT = MultiRowInsert(
+    "products", PRODUCT_COLUMNS, max_variables=1, suffix=_PRODUCT_CONFLICT
+).row_sql

@@ -39,6 +39,7 @@ from merchant_app.store.hashing import (
     FloatArray,
     IntArray,
     TextColumn,
+    Utf8Texts,
 )
 from merchant_app.store.layouts import LAYOUT_COLUMNS, Layout
 from merchant_app.store.rows import EVENT_TYPES, MAX_ID
@@ -466,7 +467,7 @@ def _texts(
     ):
         return _texts_one_by_one(data, starts, ends)
 
-    values = _decode_rows(matrix[first], lengths[first])
+    values, utf8 = _decode_rows(matrix[first], lengths[first])
     codes = codes.astype(np.int64)
     empty = np.flatnonzero(lengths[first] == 0)
     if len(empty):
@@ -474,16 +475,18 @@ def _texts(
         empty_code = int(empty[0])
         codes = np.where(codes == empty_code, -1, codes - (codes > empty_code))
         values = np.delete(values, empty_code)
-    return TextColumn(codes, values)
+        utf8 = utf8.delete(empty_code)
+    return TextColumn(codes, values, utf8)
 
 
 def _decode_rows(
     matrix: npt.NDArray[np.uint8], lengths: IntArray
-) -> npt.NDArray[np.object_]:
-    """Return each row's first ``lengths`` bytes as a str.
+) -> tuple[npt.NDArray[np.object_], Utf8Texts]:
+    """Return each row's first ``lengths`` bytes as a str, and as UTF-8 bytes.
 
     The rows are joined with line breaks (which no field contains) and
-    decoded and split at once, which is faster than one slice per row.
+    decoded and split at once, which is faster than one slice per row. The
+    joined bytes serve as the UTF-8 form.
     """
     count, width = matrix.shape
     shortest = int(lengths.min(initial=0))
@@ -500,7 +503,9 @@ def _decode_rows(
         joined = framed[np.arange(width + 1) <= lengths[:, None]].tobytes()
     values = np.empty(count, dtype=object)
     values[:] = joined.decode("utf-8").split("\n")[:-1]
-    return values
+    lengths = lengths.astype(np.int64)
+    starts = np.cumsum(lengths + 1) - (lengths + 1)
+    return values, Utf8Texts(joined, starts, lengths)
 
 
 def _texts_one_by_one(

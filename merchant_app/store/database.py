@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from merchant_app.errors import InputDataError, StoreError
-from merchant_app.store import csv_import, edits, export, queries
+from merchant_app.store import csv_import, edits, export, native_rows, queries
 from merchant_app.store.hashing import ROW_HASH_SCHEME, columns_from_rows, row_hashes
 from merchant_app.store.queries import EventFilter
 from merchant_app.store.report import ImportMode, ImportReport
@@ -58,6 +58,8 @@ class EventStore:
     def open(cls, path: str | Path) -> EventStore:
         """Open the store at ``path``, creating or migrating it as needed."""
         path = Path(path)
+        # Before connecting: merchant_rows reaches connections opened later.
+        native_rows.install()
         connection = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False
         )

@@ -33,17 +33,44 @@ BoolArray = npt.NDArray[np.bool_]
 ObjectArray = npt.NDArray[np.object_]
 
 
+@dataclass(frozen=True, slots=True)
+class Utf8Texts:
+    """The UTF-8 bytes of texts: text k is ``lengths[k]`` bytes of ``data``
+    from ``starts[k]``. Other bytes may lie between the texts."""
+
+    data: bytes
+    starts: IntArray
+    lengths: IntArray
+
+    @classmethod
+    def encode(cls, values: ObjectArray) -> Utf8Texts:
+        """Return the UTF-8 bytes of str ``values``, one after another."""
+        encoded = [str(value).encode("utf-8") for value in values]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        starts = np.cumsum(lengths) - lengths
+        return cls(b"".join(encoded), starts, lengths)
+
+    def delete(self, index: int) -> Utf8Texts:
+        """Return the texts without text ``index``."""
+        return Utf8Texts(
+            self.data, np.delete(self.starts, index), np.delete(self.lengths, index)
+        )
+
+
 @dataclass(slots=True)
 class TextColumn:
     """A text column as one code per row into ``values``, with -1 for NULL.
 
     Columns such as brand repeat a few texts many times, so hashing,
     dictionary coding and string creation work once per value. ``values``
-    may contain a text more than once, or a text that no row uses.
+    may contain a text more than once, or a text that no row uses. ``utf8``,
+    when set, holds the values' UTF-8 bytes in the same order, which the
+    byte parser has at hand and merchant_rows reads.
     """
 
     codes: IntArray
     values: ObjectArray
+    utf8: Utf8Texts | None = None
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -72,7 +99,15 @@ class TextColumn:
 
     def take(self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> TextColumn:
         """Return the column of the selected rows (a mask or positions)."""
-        return TextColumn(self.codes[rows], self.values)
+        return self.recoded(self.codes[rows])
+
+    def recoded(self, codes: IntArray) -> TextColumn:
+        """Return a column of the same values with other rows' ``codes``."""
+        return TextColumn(codes, self.values, self.utf8)
+
+    def utf8_texts(self) -> Utf8Texts:
+        """Return the UTF-8 bytes of the values, encoding them if not known."""
+        return self.utf8 if self.utf8 is not None else Utf8Texts.encode(self.values)
 
 
 @dataclass(slots=True)

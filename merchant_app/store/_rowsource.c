@@ -1,0 +1,362 @@
+/*
+ * merchant_rows: an SQLite table-valued function over columns held in memory.
+ *
+ * The CSV import parses a chunk into numpy arrays. Binding them one value at
+ * a time through Python's sqlite3 module creates a Python object per value
+ * and holds the GIL while it binds. With this function the import registers
+ * the chunk's arrays as a batch and runs one statement
+ *
+ *     INSERT INTO event_rows (...) SELECT c0, c1, ... FROM merchant_rows(?)
+ *
+ * on its own connection. SQLite reads the values straight from the arrays,
+ * and Python's sqlite3 releases the GIL for the whole statement, so the
+ * parsing thread keeps the other core busy.
+ *
+ * The module is registered on every connection the process opens afterwards,
+ * with sqlite3_auto_extension, through the SQLite library that Python's
+ * sqlite3 module itself uses (see native_rows.py). It never links to SQLite:
+ * every SQLite call goes through the routines table that SQLite passes in.
+ *
+ * A batch is named by a token, never by an address, so no SQL text can make
+ * the function read memory that was not registered. The caller owns the
+ * arrays and keeps them alive and unchanged until it releases the token.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+
+/* Column kinds, as native_rows.py numbers them. */
+#define MR_INT64 1
+#define MR_FLOAT64 2
+#define MR_TEXT 3
+
+/* Columns c0 .. c15 exist in every batch; a batch with fewer has NULL in the
+ * rest. The hidden column after them takes the token. */
+#define MR_COLUMNS 16
+#define MR_TOKEN_COLUMN MR_COLUMNS
+#define MR_SLOTS 64
+
+/* One column of a batch. For MR_INT64 and MR_FLOAT64, `values` has one
+ * int64_t or double per row and `nulls`, when not NULL, one byte per row
+ * (non-zero = NULL). For MR_TEXT, `values` has one int64_t code per row:
+ * -1 is NULL, and code k is the k-th text, the text_lengths[k] bytes of
+ * `text` from text_starts[k], in UTF-8. `text_size` is the size of `text`. */
+typedef struct {
+    int32_t kind;
+    const void *values;
+    const uint8_t *nulls;
+    const char *text;
+    int64_t text_size;
+    const int64_t *text_starts;
+    const int64_t *text_lengths;
+    int64_t text_count;
+} mr_column;
+
+typedef struct {
+    int64_t rows;
+    int32_t columns;
+    const mr_column *column;
+} mr_batch;
+
+typedef struct {
+    int64_t token;
+    const mr_batch *batch;
+} mr_slot;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static mr_slot registry[MR_SLOTS];
+static int64_t last_token = 0;
+
+/* Register a batch and return its token (> 0), or 0 when it is invalid or
+ * all slots are taken. */
+int64_t merchant_rows_register(const mr_batch *batch)
+{
+    int64_t token = 0;
+    if (batch == NULL || batch->rows < 0 || batch->columns < 0 ||
+        batch->columns > MR_COLUMNS || (batch->columns > 0 && batch->column == NULL)) {
+        return 0;
+    }
+    for (int32_t i = 0; i < batch->columns; i++) {
+        const mr_column *column = &batch->column[i];
+        if (batch->rows > 0 && column->values == NULL) {
+            return 0;
+        }
+        if (column->kind == MR_TEXT) {
+            if (column->text_count < 0 || column->text_size < 0 ||
+                (column->text_count > 0 &&
+                 (column->text_starts == NULL || column->text_lengths == NULL)) ||
+                (column->text_size > 0 && column->text == NULL)) {
+                return 0;
+            }
+            /* Every text must lie inside the buffer, so a read never leaves it. */
+            for (int64_t k = 0; k < column->text_count; k++) {
+                int64_t start = column->text_starts[k];
+                int64_t length = column->text_lengths[k];
+                if (start < 0 || length < 0 || length > INT32_MAX ||
+                    start > column->text_size - length) {
+                    return 0;
+                }
+            }
+        } else if (column->kind != MR_INT64 && column->kind != MR_FLOAT64) {
+            return 0;
+        }
+    }
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < MR_SLOTS; i++) {
+        if (registry[i].token == 0) {
+            token = ++last_token;
+            registry[i].token = token;
+            registry[i].batch = batch;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return token;
+}
+
+/* Forget a token; return 1 if it was registered. */
+int merchant_rows_release(int64_t token)
+{
+    int found = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < MR_SLOTS; i++) {
+        if (token != 0 && registry[i].token == token) {
+            registry[i].token = 0;
+            registry[i].batch = NULL;
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return found;
+}
+
+static const mr_batch *lookup(int64_t token)
+{
+    const mr_batch *batch = NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < MR_SLOTS; i++) {
+        if (token != 0 && registry[i].token == token) {
+            batch = registry[i].batch;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return batch;
+}
+
+typedef struct {
+    sqlite3_vtab base;
+} mr_vtab;
+
+typedef struct {
+    sqlite3_vtab_cursor base;
+    const mr_batch *batch;
+    int64_t row;
+} mr_cursor;
+
+static int mr_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
+                      sqlite3_vtab **out, char **error)
+{
+    (void)aux;
+    (void)argc;
+    (void)argv;
+    (void)error;
+    int rc = sqlite3_declare_vtab(
+        db,
+        "CREATE TABLE x(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, "
+        "c13, c14, c15, token HIDDEN)");
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
+    /* Only statements the app prepares may use it: not triggers or views
+     * stored in a database file. */
+    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+    mr_vtab *table = sqlite3_malloc(sizeof(*table));
+    if (table == NULL) {
+        return SQLITE_NOMEM;
+    }
+    memset(table, 0, sizeof(*table));
+    *out = &table->base;
+    return SQLITE_OK;
+}
+
+static int mr_disconnect(sqlite3_vtab *table)
+{
+    sqlite3_free(table);
+    return SQLITE_OK;
+}
+
+static int mr_open(sqlite3_vtab *table, sqlite3_vtab_cursor **out)
+{
+    (void)table;
+    mr_cursor *cursor = sqlite3_malloc(sizeof(*cursor));
+    if (cursor == NULL) {
+        return SQLITE_NOMEM;
+    }
+    memset(cursor, 0, sizeof(*cursor));
+    *out = &cursor->base;
+    return SQLITE_OK;
+}
+
+static int mr_close(sqlite3_vtab_cursor *cursor)
+{
+    sqlite3_free(cursor);
+    return SQLITE_OK;
+}
+
+static int mr_filter(sqlite3_vtab_cursor *base, int plan, const char *plan_name,
+                     int argc, sqlite3_value **argv)
+{
+    (void)plan_name;
+    mr_cursor *cursor = (mr_cursor *)base;
+    cursor->row = 0;
+    cursor->batch = NULL;
+    if (plan != 1 || argc != 1) {
+        return SQLITE_ERROR;
+    }
+    int64_t token = sqlite3_value_int64(argv[0]);
+    cursor->batch = lookup(token);
+    if (cursor->batch == NULL) {
+        sqlite3_free(base->pVtab->zErrMsg);
+        base->pVtab->zErrMsg =
+            sqlite3_mprintf("merchant_rows: no batch is registered as %lld", (long long)token);
+        return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+}
+
+static int mr_next(sqlite3_vtab_cursor *base)
+{
+    ((mr_cursor *)base)->row++;
+    return SQLITE_OK;
+}
+
+static int mr_eof(sqlite3_vtab_cursor *base)
+{
+    mr_cursor *cursor = (mr_cursor *)base;
+    return cursor->batch == NULL || cursor->row >= cursor->batch->rows;
+}
+
+static int mr_rowid(sqlite3_vtab_cursor *base, sqlite3_int64 *rowid)
+{
+    *rowid = ((mr_cursor *)base)->row;
+    return SQLITE_OK;
+}
+
+static int mr_column_value(sqlite3_vtab_cursor *base, sqlite3_context *context, int index)
+{
+    mr_cursor *cursor = (mr_cursor *)base;
+    const mr_batch *batch = cursor->batch;
+    int64_t row = cursor->row;
+    if (index < 0 || index >= batch->columns) {
+        sqlite3_result_null(context);
+        return SQLITE_OK;
+    }
+    const mr_column *column = &batch->column[index];
+    if (column->kind != MR_TEXT && column->nulls != NULL && column->nulls[row]) {
+        sqlite3_result_null(context);
+        return SQLITE_OK;
+    }
+    switch (column->kind) {
+    case MR_INT64:
+        sqlite3_result_int64(context, ((const int64_t *)column->values)[row]);
+        return SQLITE_OK;
+    case MR_FLOAT64:
+        /* SQLite stores NaN as NULL. */
+        sqlite3_result_double(context, ((const double *)column->values)[row]);
+        return SQLITE_OK;
+    case MR_TEXT: {
+        int64_t code = ((const int64_t *)column->values)[row];
+        if (code < 0) {
+            sqlite3_result_null(context);
+            return SQLITE_OK;
+        }
+        if (code >= column->text_count) {
+            sqlite3_result_error(context, "merchant_rows: text code out of range", -1);
+            return SQLITE_ERROR;
+        }
+        /* merchant_rows_register checked that the text lies in the buffer. */
+        sqlite3_result_text(context, column->text + column->text_starts[code],
+                            (int)column->text_lengths[code], SQLITE_STATIC);
+        return SQLITE_OK;
+    }
+    default:
+        sqlite3_result_error(context, "merchant_rows: unknown column kind", -1);
+        return SQLITE_ERROR;
+    }
+}
+
+/* A scan needs `token = ?`; without it the plan is refused. */
+static int mr_best_index(sqlite3_vtab *table, sqlite3_index_info *info)
+{
+    (void)table;
+    for (int i = 0; i < info->nConstraint; i++) {
+        const struct sqlite3_index_constraint *constraint = &info->aConstraint[i];
+        if (constraint->iColumn == MR_TOKEN_COLUMN && constraint->usable &&
+            constraint->op == SQLITE_INDEX_CONSTRAINT_EQ) {
+            info->aConstraintUsage[i].argvIndex = 1;
+            info->aConstraintUsage[i].omit = 1;
+            info->idxNum = 1;
+            info->estimatedCost = 1.0;
+            /* Rows come out in batch order, so ORDER BY rowid costs nothing. */
+            if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == -1 &&
+                !info->aOrderBy[0].desc) {
+                info->orderByConsumed = 1;
+            }
+            return SQLITE_OK;
+        }
+    }
+    return SQLITE_CONSTRAINT;
+}
+
+static sqlite3_module mr_module = {
+    .iVersion = 0,
+    .xCreate = NULL, /* eponymous only: no CREATE VIRTUAL TABLE */
+    .xConnect = mr_connect,
+    .xBestIndex = mr_best_index,
+    .xDisconnect = mr_disconnect,
+    .xDestroy = NULL,
+    .xOpen = mr_open,
+    .xClose = mr_close,
+    .xFilter = mr_filter,
+    .xNext = mr_next,
+    .xEof = mr_eof,
+    .xColumn = mr_column_value,
+    .xRowid = mr_rowid,
+};
+
+/* Entry point for sqlite3_auto_extension. Without the routines table (a
+ * library built without extension support) it registers nothing and lets
+ * the connection open; the import then uses its Python path. */
+int merchant_rows_init(sqlite3 *db, char **error, const sqlite3_api_routines *api)
+{
+    (void)error;
+    if (api == NULL) {
+        return SQLITE_OK;
+    }
+    SQLITE_EXTENSION_INIT2(api);
+    return sqlite3_create_module(db, "merchant_rows", &mr_module, NULL);
+}
+
+/* The Python module only lets the import system, and bundlers that follow
+ * imports, find this library; native_rows.py calls it through ctypes. */
+static struct PyModuleDef module_definition = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "merchant_app.store._rowsource",
+    .m_doc = "SQLite table-valued function merchant_rows; used through ctypes.",
+    .m_size = 0,
+};
+
+PyMODINIT_FUNC PyInit__rowsource(void)
+{
+    return PyModule_Create(&module_definition);
+}

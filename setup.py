@@ -1,4 +1,4 @@
-"""Build the optional C part of the store; everything else is in pyproject.toml.
+"""Build the optional C part of the store. Everything else is in pyproject.toml.
 
 ``merchant_app.store._rowsource`` lets SQLite read an import's columns straight
 from memory (see its source). It is optional: where it cannot be built (no C

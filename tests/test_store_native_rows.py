@@ -88,6 +88,15 @@ def test_texts_keep_unicode_empty_and_null(connection: sqlite3.Connection) -> No
     ]
 
 
+def test_only_empty_texts_are_not_null(connection: sqlite3.Connection) -> None:
+    # The texts' buffer is then empty, and SQLite reads a NULL pointer as NULL.
+    column = TextColumn(np.array([0, -1], dtype=np.int64), np.array([""], dtype=object))
+
+    rows = _select(connection, ColumnBatch([column]), "c0, typeof(c0)")
+
+    assert rows == [("", "text"), (None, "null")]
+
+
 def test_texts_read_from_given_utf8_bytes(connection: sqlite3.Connection) -> None:
     # The byte parser hands over its joined bytes, with separators between.
     data = "abc\nüber\n".encode()

@@ -1,4 +1,7 @@
-"""Multi-row INSERT statements that load the rows of an import chunk.
+"""Multi-row INSERT statements that load the rows of an import chunk from Python.
+
+The import uses them where the C module's ``merchant_rows`` function is
+unavailable (``native_rows``). Both take the columns this module builds.
 
 ``executemany`` with one row per statement spends much of its time on work
 done once per statement (step, reset, the binding loop). A statement whose
@@ -7,8 +10,8 @@ events of ``benchmarks/import_speed.py`` took about 25% less CPU time with
 100 rows per statement than with one (SQLite 3.40), and 500 rows was no
 slower than 100 while handing the GIL to the parsing thread less often.
 
-The rows are prepared as flat parameter lists (``prepare``) in the import's
-parsing thread, so the inserting thread only binds and steps. Event rows
+The rows are prepared as flat parameter lists (``prepare``) on the import's
+parsing side, so the inserting thread only binds and steps. Event rows
 bind ints where they can: the event type, category code and brand as ids
 (``NameIds``), and a missing price as NaN, which SQLite stores as NULL,
 because Python's sqlite3 binds None several times slower than an int or a

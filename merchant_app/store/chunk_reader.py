@@ -51,7 +51,6 @@ class Header:
     """
 
     fields: list[str]
-    bytes_per_line: float
     header_line: bytes
     data_offset: int | None
 
@@ -74,7 +73,7 @@ class FrameChunk:
 
 
 def read_header(path: Path) -> Header:
-    """Return the header fields, the mean bytes per line and the data offset.
+    """Return the header fields, the header line and the data offset.
 
     Raises InvalidRowError for an empty file, another delimiter, or a first
     row with more fields than the header.
@@ -97,9 +96,8 @@ def read_header(path: Path) -> Header:
     fields = next(csv.reader([lines[0]]))
     if len(lines) > 2:
         _check_first_row_width(lines[1], len(fields), path)
-    line_breaks = max(sample.count(b"\n"), 1)
     header_line, data_offset = _plain_header(sample, fields)
-    return Header(fields, len(sample) / line_breaks, header_line, data_offset)
+    return Header(fields, header_line, data_offset)
 
 
 def read_chunks(

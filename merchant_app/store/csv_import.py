@@ -1,14 +1,17 @@
 """Import of event CSV files (REES46 or slim layout) into the store.
 
-An import runs in one transaction: it lands whole or not at all. A parsing
-thread reads the file in chunks (``chunk_reader``): plain chunks are split
-and converted straight from their bytes with numpy (``byte_parse``), and
-from the first chunk that is not plain on, pandas reads every field as text
-and ``chunk_parse`` converts it. The parsing thread also hashes the rows
-and prepares the INSERT parameters. The calling thread inserts each chunk
-with multi-row INSERT statements (``bulk_insert``) while the next chunk is
-parsed. At most a few chunks are in memory, so memory stays flat as files
-grow.
+An import runs in one transaction: it lands whole or not at all. A reading
+thread reads the file in chunks (``chunk_reader``) and hands each to one of
+two parsing threads: plain chunks are converted straight from their bytes
+with numpy (``byte_parse``), and from the first chunk that is not plain on,
+pandas reads every field as text and ``chunk_parse`` converts it. The
+parsing threads also hash the rows. The reading thread then gives new
+category codes and brands their ids, in file order, and queues the chunk.
+The calling thread inserts each chunk while the next ones are parsed:
+through the C module's ``merchant_rows`` function (``native_rows``), or,
+where that is unavailable, with multi-row INSERT statements bound from
+Python (``bulk_insert``). At most a few chunks are in memory, so memory
+stays flat as files grow.
 
 pandas does not read the ids as int64, because with ``dtype="int64"`` it
 accepts ` 5`, `+5` and `5.0`, and when one value of a chunk is `1e3` it reads
@@ -76,8 +79,8 @@ CancelSignal = threading.Event | Callable[[], bool]
 DEFAULT_CHUNK_ROWS = 50_000
 _READ_BLOCK_BYTES = 1 << 20
 _CANCEL_POLL_SECONDS = 0.05
-# Threads that parse chunks. With two, parsing 1M events took 1.3 s
-# instead of 1.5 s of wall time next to the inserting thread (2 cores).
+# Threads that parse chunks. Importing 1M events took 1.55 to 1.7 s with
+# two, 1.7 to 1.8 s with one and 1.65 to 1.75 s with three (2 cores).
 _PARSE_WORKERS = 2
 # Prepared chunks waiting for the inserting thread. One is enough to keep
 # both threads busy, and each one costs memory.
@@ -320,12 +323,12 @@ def _insert_chunks(
     file_import: _FileImport,
     report: ImportReport,
 ) -> _LoadedRows:
-    """Insert the chunks that the parsing thread reads, validates and prepares.
+    """Insert the chunks that the parsing threads read, validate and prepare.
 
-    The parsing of chunk k + 1 overlaps the insert of chunk k: numpy, pandas'
-    tokenizer and SQLite's step release the GIL. The queue contains at most
-    _QUEUED_CHUNKS prepared chunks, so memory stays flat. Report, progress
-    and cancel are handled in the calling thread.
+    The parsing of later chunks overlaps the insert of chunk k: numpy,
+    pandas' tokenizer and SQLite's step release the GIL. The queue contains
+    at most _QUEUED_CHUNKS prepared chunks, so memory stays flat. Report,
+    progress and cancel are handled in the calling thread.
     """
     assert report.import_id is not None
     limit = max_variables(connection)
@@ -392,10 +395,10 @@ class _PreparedChunk:
 
 @dataclass(slots=True)
 class _ChunkPlan:
-    """The parsing thread's input file, layout and parameter grouping.
+    """The parsing side's input file, layout and parameter grouping.
 
     ``names`` are the category code and brand ids, in NAME_TABLES order. The
-    parsing thread alone uses them once the import starts. With ``native``
+    reading thread alone uses them once the import starts. With ``native``
     the chunks are prepared as ColumnBatch objects for merchant_rows
     (native_rows.py), else as parameter lists grouped by ``events`` and
     ``products``.
@@ -523,7 +526,7 @@ class _ChunkProducer:
         ):
             try:
                 next_line = 2
-                for chunk in chunks:
+                while (chunk := self._read_next(chunks, pending)) is not None:
                     pending.append(pool.submit(self._parse, chunk, next_line))
                     # NOTE: pandas chunks count records, so a quoted field
                     # that spans lines makes later line numbers smaller than
@@ -537,6 +540,27 @@ class _ChunkProducer:
             finally:
                 for future in pending:
                     future.cancel()
+
+    def _read_next(
+        self,
+        chunks: Iterator[ByteChunk | FrameChunk],
+        pending: collections.deque[Future[_ParsedWork]],
+    ) -> ByteChunk | FrameChunk | None:
+        """Return the next chunk, or None at the end of the file.
+
+        When the file cannot be read further, the chunks before that point
+        are queued first and the error is raised after them, so a strict
+        import reports the first bad line in file order.
+        """
+        try:
+            return next(chunks)
+        except StopIteration:
+            return None
+        except Exception:
+            while pending:
+                if not self._put_next(pending):
+                    break
+            raise
 
     def _put_next(self, pending: collections.deque[Future[_ParsedWork]]) -> bool:
         """Prepare the oldest parsed chunk and queue it; False if stopped."""

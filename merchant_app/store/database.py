@@ -23,10 +23,10 @@ logger = logging.getLogger(__name__)
 _BUSY_TIMEOUT_MS = 10_000
 # Page cache of a connection during an import, in KiB. The cache bounds the
 # memory SQLite uses for an import. When it is full, SQLite writes dirty
-# pages to the WAL during the inserts, which run beside the parsing thread,
-# instead of all at once before the index rebuild. Import wall times with
-# 64 / 16 / 4 MiB (files of benchmarks/import_speed.py, 4 KiB pages,
-# SQLite 3.40, 2 cores):
+# pages to the WAL during the inserts, which run beside the parsing threads,
+# instead of all at once at the commit. Import wall times with 64 / 16 / 4
+# MiB, measured with schema version 2 and values bound from Python (files
+# of benchmarks/import_speed.py, 4 KiB pages, SQLite 3.40, 2 cores):
 #   1M events sorted by time: 3.9 / 3.4 / 3.1 s
 #   the same events shuffled: 4.1 / 4.3 / 5.0 s (the unique index grows at
 #   random places, so a small cache rereads its pages)
@@ -36,8 +36,9 @@ _REHASH_ROWS = 50_000
 # Page size of a new database file, in bytes. An existing file keeps its own.
 # Importing the 1M events of benchmarks/import_speed.py into a new file took
 # 3.0 to 3.2 s with 8 KiB pages and 3.35 to 3.4 s with SQLite's default of
-# 4 KiB. Larger pages mean half as many to write to the WAL, checkpoint and
-# index. 16 KiB was no faster (SQLite 3.40, 2 cores).
+# 4 KiB (schema version 2, values bound from Python). Larger pages mean half
+# as many to write to the WAL, checkpoint and index. 16 KiB was no faster
+# (SQLite 3.40, 2 cores).
 _NEW_FILE_PAGE_BYTES = 8192
 
 

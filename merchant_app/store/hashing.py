@@ -64,8 +64,8 @@ class TextColumn:
     Columns such as brand repeat a few texts many times, so hashing,
     dictionary coding and string creation work once per value. ``values``
     may contain a text more than once, or a text that no row uses. ``utf8``,
-    when set, holds the values' UTF-8 bytes in the same order, which the
-    byte parser has at hand and merchant_rows reads.
+    when set, contains the values' UTF-8 bytes in the same order. The byte
+    parser has them at hand, and merchant_rows reads them.
     """
 
     codes: IntArray

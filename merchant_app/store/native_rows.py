@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 _INT64 = 1
 _FLOAT64 = 2
 _TEXT = 3
-# Columns c0 .. c15 of merchant_rows.
+# Columns c0 .. c15 of merchant_rows, and batches registered at once.
 MAX_COLUMNS = 16
+_SLOTS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,9 @@ class _Batch(ctypes.Structure):
 class ColumnBatch:
     """Columns of equal length in the memory layout ``merchant_rows`` reads.
 
-    Holds the arrays it points to, so they live as long as the batch.
-    Built in the import's parsing thread and used, through ``registered``,
-    in the inserting thread.
+    Keeps the arrays it points to until it is registered, when the C module
+    copies them. Built on the import's parsing side and used, through
+    ``registered``, in the inserting thread.
     """
 
     def __init__(self, columns: Sequence[ColumnData]) -> None:
@@ -105,6 +106,11 @@ class ColumnBatch:
         if isinstance(column, TextColumn):
             codes = self._hold(np.ascontiguousarray(column.codes, dtype=np.int64))
             texts = column.utf8_texts()
+            if len(texts.starts) != len(texts.lengths):
+                raise ValueError(
+                    f"text starts and lengths differ in length: "
+                    f"{len(texts.starts)} and {len(texts.lengths)}"
+                )
             starts = self._hold(np.ascontiguousarray(texts.starts, dtype=np.int64))
             lengths = self._hold(np.ascontiguousarray(texts.lengths, dtype=np.int64))
             self._keep.append(texts.data)
@@ -121,6 +127,10 @@ class ColumnBatch:
         dtype = np.float64 if kind == _FLOAT64 else np.int64
         values = self._hold(np.ascontiguousarray(column.values, dtype=dtype))
         nulls = None
+        if column.null is not None and len(column.null) != len(values):
+            raise ValueError(
+                f"a NULL mask of {len(column.null)} rows for {len(values)} values"
+            )
         if column.null is not None and column.null.any():
             nulls = self._hold(np.ascontiguousarray(column.null, dtype=np.uint8))
         return _Column(
@@ -155,7 +165,10 @@ class _Registration:
         assert library is not None, "merchant_rows is not installed"
         self.token = library.merchant_rows_register(ctypes.byref(self._batch._batch))
         if self.token == 0:
-            raise RuntimeError("merchant_rows: the batch could not be registered")
+            raise RuntimeError(
+                "merchant_rows: the batch could not be registered (invalid, out "
+                f"of memory, or {_SLOTS} batches registered at once)"
+            )
         return int(self.token)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -300,5 +313,8 @@ def usable(connection: sqlite3.Connection) -> bool:
                 "SELECT count(*) FROM merchant_rows(?)", (token,)
             ).fetchone()
     except sqlite3.OperationalError:
+        return False
+    except RuntimeError as exc:
+        logger.warning("merchant_rows not used for this import: %s", exc)
         return False
     return True

@@ -13,7 +13,15 @@ setup(
         Extension(
             "merchant_app.store._rowsource",
             sources=["merchant_app/store/_rowsource.c"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
+            # Hidden by default: only the functions marked MR_EXPORT and the
+            # module's PyInit are visible to ctypes and the import system.
+            extra_compile_args=[
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-std=c11",
+                "-fvisibility=hidden",
+            ],
             optional=True,
         )
     ]

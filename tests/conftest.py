@@ -7,6 +7,7 @@ here as plugins, so every test module can use them.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,12 @@ def import_route(
     route = str(request.param)
     if route == "python":
         monkeypatch.setattr(native_rows, "usable", lambda connection: False)
-    elif not native_rows.install():
+        return route
+    if not native_rows.install():
         pytest.skip("merchant_rows is not available here (see native_rows.py)")
+    probe = sqlite3.connect(":memory:")
+    try:
+        assert native_rows.usable(probe), "merchant_rows is installed but missing"
+    finally:
+        probe.close()
     return route

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from merchant_app.errors import InputDataError
-from merchant_app.store import EventStore, ImportMode, native_rows
+from merchant_app.store import EventStore, ImportMode, csv_import, native_rows
 from merchant_app.store.native_rows import ColumnBatch, NumberColumn
 from tests.store_support import REES46_HEADER, SLIM_HEADER, dump, write_csv
 
@@ -102,7 +103,7 @@ except sqlite3.Error as exc:
 """
 
 
-def test_release_stops_open_scan() -> None:
+def test_scan_outlives_released_token() -> None:
     """A scan still open when its token is released reads the right values.
 
     Any connection of the process can open such a scan, because tokens are
@@ -144,3 +145,29 @@ def test_import_with_registry_full_still_loads(tmp_path: Path) -> None:
             registration.__exit__(None, None, None)
 
     assert report.rows_added == 1
+
+
+def test_parse_thread_error_rolls_back(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in a parse thread reaches the caller and leaves no thread."""
+    calls = 0
+    hash_rows = csv_import.row_hashes
+
+    def fail_on_third_chunk(columns: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("parse thread failed")
+        return hash_rows(columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(csv_import, "row_hashes", fail_on_third_chunk)
+    path = write_csv(tmp_path, "six-chunks.csv", [REES46_HEADER, *_rees46_rows(6000)])
+    before = dump(store)
+
+    with pytest.raises(RuntimeError, match="parse thread failed"):
+        store.import_csv(path, chunk_rows=1000)
+
+    assert dump(store) == before
+    left = [t.name for t in threading.enumerate() if t.name.startswith("import-")]
+    assert left == []

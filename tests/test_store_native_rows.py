@@ -1,4 +1,4 @@
-"""The merchant_rows table function: values, NULLs, tokens and refusals.
+"""The merchant_rows table function: values, NULLs, tokens and rejections.
 
 Imports through it are covered by the import tests, which run once with it
 and once with the Python route (the ``import_route`` fixture). Here the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -46,9 +47,31 @@ def _select(connection: sqlite3.Connection, batch: ColumnBatch, columns: str) ->
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the library is found on Linux")
+@pytest.mark.skipif(
+    os.environ.get(native_rows.DISABLE_VARIABLE, "") not in ("", "0"),
+    reason=f"{native_rows.DISABLE_VARIABLE} turns merchant_rows off",
+)
 def test_install_finds_the_sqlite_library_of_python() -> None:
     # setup.sh builds the C module; on Linux the import must use it.
     assert native_rows.install()
+
+    probe = sqlite3.connect(":memory:")
+    assert native_rows.usable(probe)
+    probe.close()
+
+
+def test_install_rejects_another_sqlite_version(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(native_rows, "_state", {})
+    monkeypatch.delenv(native_rows.DISABLE_VARIABLE, raising=False)
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.0.0")
+
+    with caplog.at_level(logging.INFO, logger="merchant_app.store.native_rows"):
+        installed = native_rows.install()
+
+    assert not installed
+    assert "Python's sqlite3 reports 3.0.0" in caplog.text
 
 
 def test_numbers_come_back_exactly_with_nulls(connection: sqlite3.Connection) -> None:
@@ -116,6 +139,22 @@ def test_rows_come_in_batch_order(connection: sqlite3.Connection) -> None:
     assert rows == list(enumerate(values.tolist()))
 
 
+def test_token_column_gives_the_token(connection: sqlite3.Connection) -> None:
+    batch = ColumnBatch([NumberColumn(np.array([5, 6], dtype=np.int64))])
+
+    with batch.registered() as token:
+        tokens = connection.execute(
+            "SELECT token, c0 FROM merchant_rows(?)", (token,)
+        ).fetchall()
+        # SQLite may test the constraint again on every row.
+        filtered = connection.execute(
+            "SELECT c0 FROM merchant_rows(?) WHERE token = ?", (token, token)
+        ).fetchall()
+
+    assert tokens == [(token, 5), (token, 6)]
+    assert filtered == [(5,), (6,)]
+
+
 def test_columns_past_the_batch_are_null(connection: sqlite3.Connection) -> None:
     batch = ColumnBatch([NumberColumn(np.array([5], dtype=np.int64))])
 
@@ -139,12 +178,12 @@ def test_insert_select_loads_a_table(connection: sqlite3.Connection) -> None:
     ]
 
 
-def test_unknown_token_is_refused(connection: sqlite3.Connection) -> None:
+def test_unknown_token_is_rejected(connection: sqlite3.Connection) -> None:
     with pytest.raises(sqlite3.OperationalError, match="no batch is registered as 987"):
         connection.execute("SELECT * FROM merchant_rows(987)").fetchall()
 
 
-def test_released_token_is_refused(connection: sqlite3.Connection) -> None:
+def test_released_token_is_rejected(connection: sqlite3.Connection) -> None:
     batch = ColumnBatch([NumberColumn(np.array([1], dtype=np.int64))])
     with batch.registered() as token:
         pass
@@ -153,7 +192,7 @@ def test_released_token_is_refused(connection: sqlite3.Connection) -> None:
         connection.execute("SELECT * FROM merchant_rows(?)", (token,)).fetchall()
 
 
-def test_scan_without_token_is_refused(connection: sqlite3.Connection) -> None:
+def test_scan_without_token_is_rejected(connection: sqlite3.Connection) -> None:
     with pytest.raises(sqlite3.OperationalError):
         connection.execute("SELECT * FROM merchant_rows").fetchall()
 
@@ -263,24 +302,40 @@ def _edge_case_file(tmp_path: Path) -> Path:
     return write_csv(tmp_path, "edges.csv", rows)
 
 
-def test_both_routes_store_the_same_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
-) -> None:
+def _stored_by_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[Path]
+) -> dict[str, dict[str, list[tuple[object, ...]]]]:
+    """Import ``files`` once per route into new stores; return their tables."""
     if not native_rows.install():
         pytest.skip("merchant_rows is not available here")
-    files = [
-        shared_data / "rees46-raw" / "2019-Oct-head17k.csv",
-        _edge_case_file(tmp_path),
-    ]
     stored = {}
     for route in ("native", "python"):
         with monkeypatch.context() as patch:
             if route == "python":
                 patch.setattr(native_rows, "usable", lambda connection: False)
             with EventStore.open(tmp_path / f"{route}.sqlite") as store:
+                assert native_rows.usable(store.connection) == (route == "native")
                 for path in files:
                     store.import_csv(path, chunk_rows=1_000)
                 stored[route] = _stored_tables(store)
+    return stored
+
+
+def test_both_routes_store_the_same_edge_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = _stored_by_route(tmp_path, monkeypatch, [_edge_case_file(tmp_path)])
+
+    assert len(stored["native"]["event_rows"]) > 3_000
+    assert stored["native"] == stored["python"]
+
+
+def test_both_routes_store_the_same_real_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
+) -> None:
+    path = shared_data / "rees46-raw" / "2019-Oct-head17k.csv"
+
+    stored = _stored_by_route(tmp_path, monkeypatch, [path])
 
     assert stored["native"]["event_rows"]
     assert stored["native"] == stored["python"]

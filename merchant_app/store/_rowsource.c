@@ -18,8 +18,8 @@
  * every SQLite call goes through the routines table that SQLite passes in.
  *
  * Registering a batch copies its arrays into one block that this module
- * owns (about 10 ms per million rows), so the caller may free its arrays at
- * once. A batch is named by a token, never by an address, so no SQL text can
+ * owns (about 0.5 ms per chunk of 50,000 events), so the caller may free its
+ * arrays at once. A batch is named by a token, never by an address, so no SQL text can
  * make the function read memory that was not registered. Each scan holds a
  * reference to its batch, so a scan still open when its token is released
  * keeps reading the same values, and the block is freed after the last one.
@@ -37,6 +37,10 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
+/* Functions the Python side calls through ctypes; everything else is hidden
+ * (setup.py builds with -fvisibility=hidden). */
+#define MR_EXPORT __attribute__((visibility("default")))
+
 /* Column kinds, as native_rows.py numbers them. */
 #define MR_INT64 1
 #define MR_FLOAT64 2
@@ -47,6 +51,10 @@ SQLITE_EXTENSION_INIT1
 #define MR_COLUMNS 16
 #define MR_TOKEN_COLUMN MR_COLUMNS
 #define MR_SLOTS 64
+/* Upper bound of rows, texts and text bytes in a batch, so that every size
+ * computed from them (times 8, rounded up, summed over 16 columns) stays far
+ * below INT64_MAX. */
+#define MR_MAX_COUNT (INT64_C(1) << 40)
 
 /* One column of a batch. For MR_INT64 and MR_FLOAT64, `values` has one
  * int64_t or double per row and `nulls`, when not NULL, one byte per row
@@ -91,7 +99,7 @@ static int64_t last_token = 0;
 /* Check a caller's batch; return 1 when its sizes and texts are consistent. */
 static int batch_is_valid(const mr_batch *batch)
 {
-    if (batch == NULL || batch->rows < 0 || batch->columns < 0 ||
+    if (batch == NULL || batch->rows < 0 || batch->rows > MR_MAX_COUNT || batch->columns < 0 ||
         batch->columns > MR_COLUMNS || (batch->columns > 0 && batch->column == NULL)) {
         return 0;
     }
@@ -101,20 +109,12 @@ static int batch_is_valid(const mr_batch *batch)
             return 0;
         }
         if (column->kind == MR_TEXT) {
-            if (column->text_count < 0 || column->text_size < 0 ||
+            if (column->text_count < 0 || column->text_count > MR_MAX_COUNT ||
+                column->text_size < 0 || column->text_size > MR_MAX_COUNT ||
                 (column->text_count > 0 &&
                  (column->text_starts == NULL || column->text_lengths == NULL)) ||
                 (column->text_size > 0 && column->text == NULL)) {
                 return 0;
-            }
-            /* Every text must lie inside the buffer, so a read never leaves it. */
-            for (int64_t k = 0; k < column->text_count; k++) {
-                int64_t start = column->text_starts[k];
-                int64_t length = column->text_lengths[k];
-                if (start < 0 || length < 0 || length > INT32_MAX ||
-                    start > column->text_size - length) {
-                    return 0;
-                }
             }
         } else if (column->kind != MR_INT64 && column->kind != MR_FLOAT64) {
             return 0;
@@ -123,8 +123,24 @@ static int batch_is_valid(const mr_batch *batch)
     return 1;
 }
 
-/* Sizes, in bytes, of the arrays of one column; all are multiples of 8 but
- * the NULL mask and the text, which are rounded up when placed. */
+/* Return 1 when every text of a column lies inside its buffer, so a read
+ * never leaves it. Checked on the module's own copy, which the caller can no
+ * longer change. */
+static int texts_are_inside(const mr_column *column)
+{
+    for (int64_t k = 0; k < column->text_count; k++) {
+        int64_t start = column->text_starts[k];
+        int64_t length = column->text_lengths[k];
+        if (start < 0 || length < 0 || length > INT32_MAX ||
+            start > column->text_size - length) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Sizes, in bytes, of the arrays of one column. The NULL mask and the text
+ * may be no multiple of 8, so place() rounds every size up. */
 typedef struct {
     int64_t values, nulls, text, starts, lengths;
 } mr_sizes;
@@ -205,7 +221,7 @@ static void unreference(mr_owned *owned)
 
 /* Copy a batch, register the copy and return its token (> 0). Return 0 when
  * the batch is invalid, memory runs out or all slots are taken. */
-int64_t merchant_rows_register(const mr_batch *batch)
+MR_EXPORT int64_t merchant_rows_register(const mr_batch *batch)
 {
     if (!batch_is_valid(batch)) {
         return 0;
@@ -213,6 +229,14 @@ int64_t merchant_rows_register(const mr_batch *batch)
     mr_owned *owned = copy_batch(batch);
     if (owned == NULL) {
         return 0;
+    }
+    for (int32_t i = 0; i < owned->batch.columns; i++) {
+        if (owned->column[i].kind == MR_TEXT && !texts_are_inside(&owned->column[i])) {
+            pthread_mutex_lock(&registry_lock);
+            unreference(owned);
+            pthread_mutex_unlock(&registry_lock);
+            return 0;
+        }
     }
     int64_t token = 0;
     pthread_mutex_lock(&registry_lock);
@@ -232,7 +256,7 @@ int64_t merchant_rows_register(const mr_batch *batch)
 }
 
 /* Forget a token; return 1 if it was registered. Open scans keep their copy. */
-int merchant_rows_release(int64_t token)
+MR_EXPORT int merchant_rows_release(int64_t token)
 {
     int found = 0;
     pthread_mutex_lock(&registry_lock);
@@ -283,6 +307,7 @@ typedef struct {
     sqlite3_vtab_cursor base;
     mr_owned *owned;
     const mr_batch *batch;
+    int64_t token;
     int64_t row;
 } mr_cursor;
 
@@ -301,8 +326,12 @@ static int mr_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
         return rc;
     }
     /* Only statements the app prepares may use it: not triggers or views
-     * stored in a database file. */
-    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+     * stored in a database file. SQLite before 3.31 lacks the flag, and the
+     * function is then not offered at all. */
+    rc = sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
     mr_vtab *table = sqlite3_malloc(sizeof(*table));
     if (table == NULL) {
         return SQLITE_NOMEM;
@@ -350,6 +379,7 @@ static int mr_filter(sqlite3_vtab_cursor *base, int plan, const char *plan_name,
         return SQLITE_ERROR;
     }
     int64_t token = sqlite3_value_int64(argv[0]);
+    cursor->token = token;
     cursor->owned = acquire(token);
     if (cursor->owned == NULL) {
         sqlite3_free(base->pVtab->zErrMsg);
@@ -384,6 +414,11 @@ static int mr_column_value(sqlite3_vtab_cursor *base, sqlite3_context *context, 
     mr_cursor *cursor = (mr_cursor *)base;
     const mr_batch *batch = cursor->batch;
     int64_t row = cursor->row;
+    if (index == MR_TOKEN_COLUMN) {
+        /* SQLite may test `token = ?` again on each row (omit is a hint). */
+        sqlite3_result_int64(context, cursor->token);
+        return SQLITE_OK;
+    }
     if (index < 0 || index >= batch->columns) {
         sqlite3_result_null(context);
         return SQLITE_OK;
@@ -467,14 +502,22 @@ static sqlite3_module mr_module = {
 /* Entry point for sqlite3_auto_extension. Without the routines table (a
  * library built without extension support) it registers nothing and lets
  * the connection open; the import then uses its Python path. */
-int merchant_rows_init(sqlite3 *db, char **error, const sqlite3_api_routines *api)
+MR_EXPORT int merchant_rows_init(sqlite3 *db, char **error, const sqlite3_api_routines *api)
 {
     (void)error;
     if (api == NULL) {
         return SQLITE_OK;
     }
-    SQLITE_EXTENSION_INIT2(api);
-    return sqlite3_create_module(db, "merchant_rows", &mr_module, NULL);
+    pthread_mutex_lock(&registry_lock);
+    if (sqlite3_api == NULL) {
+        SQLITE_EXTENSION_INIT2(api);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    /* An error here would make every sqlite3_open of the process fail, so a
+     * connection without the function opens anyway; native_rows.usable()
+     * then finds it missing and the import binds from Python. */
+    sqlite3_create_module(db, "merchant_rows", &mr_module, NULL);
+    return SQLITE_OK;
 }
 
 /* The Python module only lets the import system, and bundlers that follow

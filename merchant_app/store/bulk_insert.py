@@ -362,7 +362,7 @@ def product_arrays(columns: EventColumns) -> list[ColumnData]:
         sorted_codes = text.codes[order]
         chosen, found = _latest_rows(sorted_codes < 0, starts)
         codes = np.where(found, sorted_codes[chosen], -1)
-        result.append(TextColumn(codes, text.values))
+        result.append(text.recoded(codes))
     result.append(
         _last_non_null(columns.price[order], columns.price_null[order], starts)
     )

@@ -10,11 +10,13 @@ Python's sqlite3 releases the GIL while the statement runs.
 The function must be registered through the very SQLite library that
 Python's ``sqlite3`` module uses: two copies of SQLite in one process can
 corrupt a database (https://www.sqlite.org/howtocorrupt.html, section 2.2).
-So ``install`` finds the library that ``_sqlite3`` loaded in
-``/proc/self/maps`` and checks its version. Where that is not possible
-(another operating system, an SQLite built into ``_sqlite3``, the C module
-not built), ``install`` returns False and the import binds its values from
-Python (``bulk_insert.MultiRowInsert``), which gives the same rows.
+So ``install`` looks ``sqlite3_auto_extension`` up through the handle of
+``_sqlite3`` itself, which the dynamic linker resolves in that module and
+the libraries it links, and then checks that a new connection has the
+function. Where that is not possible (the C module not built, no such
+symbol, as on Windows, or a check that fails), ``install`` returns False
+and the import binds its values from Python (``bulk_insert.MultiRowInsert``),
+which gives the same rows.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -162,7 +163,8 @@ class _Registration:
 
     def __enter__(self) -> int:
         library = _native()
-        assert library is not None, "merchant_rows is not installed"
+        if library is None:
+            raise RuntimeError("merchant_rows is not installed; call install()")
         self.token = library.merchant_rows_register(ctypes.byref(self._batch._batch))
         if self.token == 0:
             raise RuntimeError(
@@ -173,8 +175,8 @@ class _Registration:
 
     def __exit__(self, *exc_info: object) -> None:
         library = _native()
-        assert library is not None
-        library.merchant_rows_release(self.token)
+        if library is not None:
+            library.merchant_rows_release(self.token)
 
 
 class NativeInsert:
@@ -197,7 +199,7 @@ class NativeInsert:
         values = [f"c{index}" for index in range(len(columns))]
         values += [str(int(value)) for value in constants.values()]
         verb = "INSERT OR IGNORE" if or_ignore and not suffix else "INSERT"
-        # "WHERE true" tells SQLite's parser that ON CONFLICT starts an upsert.
+        # With "WHERE true", SQLite's parser reads ON CONFLICT as an upsert.
         self.sql = (
             f"{verb} INTO {table} ({', '.join(names)}) "
             f"SELECT {', '.join(values)} FROM merchant_rows(?) WHERE true{suffix}"
@@ -232,8 +234,12 @@ def install() -> bool:
         if "installed" not in _state:
             try:
                 _state["installed"] = _install()
-            except (OSError, AttributeError, ImportError) as exc:
-                logger.info("merchant_rows unavailable: %s", exc)
+            except (OSError, AttributeError, ImportError, ValueError) as exc:
+                logger.info(
+                    "merchant_rows unavailable, the import binds values from "
+                    "Python: %s",
+                    exc,
+                )
                 _state["installed"] = False
         return bool(_state["installed"])
 
@@ -246,22 +252,20 @@ def _install() -> bool:
     if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
         logger.info("merchant_rows not used: %s is set", DISABLE_VARIABLE)
         return False
+    import _sqlite3
+
     from merchant_app.store import _rowsource  # type: ignore[attr-defined]
 
-    sqlite_path = _loaded_sqlite_library()
-    if sqlite_path is None:
-        logger.info(
-            "merchant_rows unavailable: no shared SQLite library is mapped into "
-            "this process; the import binds values from Python"
-        )
-        return False
-    sqlite_library = ctypes.CDLL(str(sqlite_path))
+    # dlsym through _sqlite3's handle finds the SQLite it was linked with,
+    # whether a shared library or built in, even if the file was replaced.
+    sqlite_library = ctypes.CDLL(_sqlite3.__file__)
     sqlite_library.sqlite3_libversion.restype = ctypes.c_char_p
     version = sqlite_library.sqlite3_libversion().decode()
     if version != sqlite3.sqlite_version:
         logger.info(
-            "merchant_rows unavailable: %s is SQLite %s, but Python's sqlite3 uses %s",
-            sqlite_path,
+            "merchant_rows unavailable: %s resolves SQLite %s, but Python's "
+            "sqlite3 reports %s",
+            _sqlite3.__file__,
             version,
             sqlite3.sqlite_version,
         )
@@ -281,22 +285,21 @@ def _install() -> bool:
         return False
     _state["native"] = native
     _state["sqlite"] = sqlite_library
-    logger.debug("merchant_rows registered through %s", sqlite_path)
+    probe = sqlite3.connect(":memory:")
+    try:
+        working = usable(probe)
+    finally:
+        probe.close()
+    if not working:
+        del _state["native"]
+        logger.info(
+            "merchant_rows unavailable: a new connection does not have it "
+            "(SQLite %s); the import binds values from Python",
+            version,
+        )
+        return False
+    logger.debug("merchant_rows registered through %s", _sqlite3.__file__)
     return True
-
-
-def _loaded_sqlite_library() -> Path | None:
-    """Return the path of the SQLite library that ``_sqlite3`` loaded, if any."""
-    import _sqlite3  # noqa: F401  (maps the library into the process)
-
-    maps = Path("/proc/self/maps")
-    if not maps.is_file():
-        return None
-    for line in maps.read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and Path(fields[5]).name.startswith("libsqlite3"):
-            return Path(fields[5])
-    return None
 
 
 def usable(connection: sqlite3.Connection) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import merchant_app.store
 from merchant_app.store import EventStore, native_rows
 from merchant_app.store.hashing import TextColumn, Utf8Texts
 from merchant_app.store.native_rows import ColumnBatch, NumberColumn
@@ -72,6 +73,22 @@ def test_install_rejects_another_sqlite_version(
 
     assert not installed
     assert "Python's sqlite3 reports 3.0.0" in caplog.text
+
+
+def test_install_without_the_c_module_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As on a machine where pip could not build the module.
+    monkeypatch.setattr(native_rows, "_state", {})
+    monkeypatch.delenv(native_rows.DISABLE_VARIABLE, raising=False)
+    monkeypatch.setitem(sys.modules, "merchant_app.store._rowsource", None)
+    monkeypatch.delattr(merchant_app.store, "_rowsource", raising=False)
+
+    with caplog.at_level(logging.INFO, logger="merchant_app.store.native_rows"):
+        installed = native_rows.install()
+
+    assert not installed
+    assert "the import binds values from Python" in caplog.text
 
 
 def test_numbers_come_back_exactly_with_nulls(connection: sqlite3.Connection) -> None:

@@ -83,7 +83,7 @@ _CANCEL_POLL_SECONDS = 0.05
 # two, 1.7 to 1.8 s with one and 1.65 to 1.75 s with three (2 cores).
 _PARSE_WORKERS = 2
 # Prepared chunks waiting for the inserting thread. One is enough to keep
-# both threads busy, and each one costs memory.
+# it busy (two were not faster), and each one costs memory.
 _QUEUED_CHUNKS = 1
 
 

@@ -8,7 +8,7 @@ import pytest
 from merchant_app.store.byte_parse import is_utf8, parse_fields, split_fields
 from merchant_app.store.layouts import LAYOUT_COLUMNS, Layout
 from merchant_app.store.validation import FieldError, parse_event
-from tests.test_store_chunk_parse import EDGE_VALUES, VALID
+from tests.test_store_chunk_parse import EDGE_VALUES, VALID, parsed_verdicts
 
 REES46 = LAYOUT_COLUMNS[Layout.REES46]
 
@@ -41,30 +41,7 @@ def _byte_verdicts(
         layout=layout,
         first_line=2,
     )
-
-    rejected = {r.line - 2: r.column for r in parsed.rejected}
-    kept_rows = iter(range(len(parsed.columns)))
-    verdicts: list[object] = []
-    c = parsed.columns
-    for index in range(len(rows)):
-        if index in rejected:
-            verdicts.append(rejected[index])
-            continue
-        k = next(kept_rows)
-        verdicts.append(
-            (
-                None if c.event_time_null[k] else int(c.event_time[k]),
-                c.event_type[k],
-                int(c.product_id[k]),
-                None if c.category_id_null[k] else int(c.category_id[k]),
-                c.category_code[k],
-                c.brand[k],
-                None if c.price_null[k] else float(c.price[k]),
-                int(c.user_id[k]),
-                c.user_session[k],
-            )
-        )
-    return verdicts
+    return parsed_verdicts(parsed, len(rows))
 
 
 def _row_verdict(row: dict[str, str], layout: Layout) -> tuple[object, ...] | str:

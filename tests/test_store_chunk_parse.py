@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merchant_app.store.chunk_parse import parse_chunk
+from merchant_app.store.chunk_parse import ParsedChunk, parse_chunk
 from merchant_app.store.layouts import LAYOUT_COLUMNS, Layout
 from merchant_app.store.validation import FieldError, parse_event
 
@@ -111,11 +111,16 @@ def _chunk_verdicts(rows: list[dict[str, str]], layout: Layout) -> list[object]:
     columns = LAYOUT_COLUMNS[layout]
     frame = pd.DataFrame({name: [row[name] for row in rows] for name in columns})
     parsed = parse_chunk(frame.astype(object), layout=layout, first_line=2)
+    return parsed_verdicts(parsed, len(rows))
+
+
+def parsed_verdicts(parsed: ParsedChunk, row_count: int) -> list[object]:
+    """Return per row of a chunk parsed from line 2 its rejected column or values."""
     rejected = {r.line - 2: r.column for r in parsed.rejected}
     kept_rows = iter(range(len(parsed.columns)))
     verdicts: list[object] = []
     c = parsed.columns
-    for index in range(len(rows)):
+    for index in range(row_count):
         if index in rejected:
             verdicts.append(rejected[index])
             continue

@@ -247,13 +247,13 @@ def test_text_code_out_of_range_fails_the_statement(
 
 
 def test_batch_shape_is_checked() -> None:
-    one = NumberColumn(np.array([1], dtype=np.int64))
-    two = NumberColumn(np.array([1, 2], dtype=np.int64))
+    one_row = NumberColumn(np.array([1], dtype=np.int64))
+    two_rows = NumberColumn(np.array([1, 2], dtype=np.int64))
 
     with pytest.raises(ValueError, match="differ in length"):
-        ColumnBatch([one, two])
+        ColumnBatch([one_row, two_rows])
     with pytest.raises(ValueError, match="has 16 columns, got 17"):
-        ColumnBatch([one] * 17)
+        ColumnBatch([one_row] * 17)
 
 
 def test_disabled_by_environment_falls_back_with_a_log(

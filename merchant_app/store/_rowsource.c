@@ -8,21 +8,22 @@
  *
  *     INSERT INTO event_rows (...) SELECT c0, c1, ... FROM merchant_rows(?)
  *
- * on its own connection. SQLite reads the values straight from the arrays,
- * and Python's sqlite3 releases the GIL for the whole statement, so the
- * parsing thread keeps the other core busy.
+ * on the store's connection. SQLite reads the values from the batch, and
+ * Python's sqlite3 releases the GIL for the whole statement, so the parsing
+ * threads keep running.
  *
  * The module is registered on every connection the process opens afterwards,
  * with sqlite3_auto_extension, through the SQLite library that Python's
  * sqlite3 module itself uses (see native_rows.py). It never links to SQLite:
  * every SQLite call goes through the routines table that SQLite passes in.
  *
- * Registering a batch copies its arrays into one block that this module
- * owns (about 0.5 ms per chunk of 50,000 events), so the caller may free its
- * arrays at once. A batch is named by a token, never by an address, so no SQL text can
- * make the function read memory that was not registered. Each scan holds a
- * reference to its batch, so a scan still open when its token is released
- * keeps reading the same values, and the block is freed after the last one.
+ * Registering a batch copies its arrays into one block that this module owns
+ * (about 0.5 ms per chunk of 50,000 events), so the caller may free its
+ * arrays at once. A batch is named by a token, never by an address, so no
+ * SQL text can make the function read memory that was not registered. Each
+ * scan holds a reference to its batch. A scan still open when its token is
+ * released keeps reading the same values, and the block is freed after the
+ * last reference is dropped.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -306,7 +307,6 @@ typedef struct {
 typedef struct {
     sqlite3_vtab_cursor base;
     mr_owned *owned;
-    const mr_batch *batch;
     int64_t token;
     int64_t row;
 } mr_cursor;
@@ -373,7 +373,6 @@ static int mr_filter(sqlite3_vtab_cursor *base, int plan, const char *plan_name,
     mr_cursor *cursor = (mr_cursor *)base;
     release_scan(cursor->owned);
     cursor->owned = NULL;
-    cursor->batch = NULL;
     cursor->row = 0;
     if (plan != 1 || argc != 1) {
         return SQLITE_ERROR;
@@ -387,7 +386,6 @@ static int mr_filter(sqlite3_vtab_cursor *base, int plan, const char *plan_name,
             sqlite3_mprintf("merchant_rows: no batch is registered as %lld", (long long)token);
         return SQLITE_ERROR;
     }
-    cursor->batch = &cursor->owned->batch;
     return SQLITE_OK;
 }
 
@@ -400,7 +398,7 @@ static int mr_next(sqlite3_vtab_cursor *base)
 static int mr_eof(sqlite3_vtab_cursor *base)
 {
     mr_cursor *cursor = (mr_cursor *)base;
-    return cursor->batch == NULL || cursor->row >= cursor->batch->rows;
+    return cursor->owned == NULL || cursor->row >= cursor->owned->batch.rows;
 }
 
 static int mr_rowid(sqlite3_vtab_cursor *base, sqlite3_int64 *rowid)
@@ -412,7 +410,7 @@ static int mr_rowid(sqlite3_vtab_cursor *base, sqlite3_int64 *rowid)
 static int mr_column_value(sqlite3_vtab_cursor *base, sqlite3_context *context, int index)
 {
     mr_cursor *cursor = (mr_cursor *)base;
-    const mr_batch *batch = cursor->batch;
+    const mr_batch *batch = &cursor->owned->batch;
     int64_t row = cursor->row;
     if (index == MR_TOKEN_COLUMN) {
         /* SQLite may test `token = ?` again on each row (omit is a hint). */
@@ -514,14 +512,14 @@ MR_EXPORT int merchant_rows_init(sqlite3 *db, char **error, const sqlite3_api_ro
     }
     pthread_mutex_unlock(&registry_lock);
     /* An error here would make every sqlite3_open of the process fail, so a
-     * connection without the function opens anyway; native_rows.usable()
-     * then finds it missing and the import binds from Python. */
+     * connection without the function opens anyway. native_rows.usable()
+     * then finds it missing, and the import binds from Python. */
     sqlite3_create_module(db, "merchant_rows", &mr_module, NULL);
     return SQLITE_OK;
 }
 
 /* The Python module only lets the import system, and bundlers that follow
- * imports, find this library; native_rows.py calls it through ctypes. */
+ * imports, find this library. native_rows.py calls it through ctypes. */
 static struct PyModuleDef module_definition = {
     PyModuleDef_HEAD_INIT,
     .m_name = "merchant_app.store._rowsource",

@@ -511,7 +511,7 @@ class _ChunkProducer:
         """Read chunks here, parse them in the pool, and prepare them in order.
 
         Reading and cutting a chunk into lines takes a fifth of the parsing
-        time; the rest (mostly numpy, which releases the GIL) runs in
+        time. The rest, mostly numpy, which releases the GIL, runs in
         _PARSE_WORKERS threads. Names get their ids here, in file order, so
         new names are numbered as in a single-threaded import.
         """

@@ -4,7 +4,7 @@
 arrays. ``install`` registers it, with ``sqlite3_auto_extension``, on every
 connection the process opens afterwards. The import then loads a chunk with
 one ``INSERT ... SELECT ... FROM merchant_rows(?)`` statement: SQLite reads
-the values from the arrays, no Python object is made per value, and
+the values from a copy of the arrays, no Python object is made per value, and
 Python's sqlite3 releases the GIL while the statement runs.
 
 The function must be registered through the very SQLite library that
@@ -192,13 +192,13 @@ class NativeInsert:
         *,
         constants: dict[str, int] | None = None,
         suffix: str = "",
-        or_ignore: bool = True,
     ) -> None:
         constants = constants or {}
         names = [*columns, *constants]
         values = [f"c{index}" for index in range(len(columns))]
         values += [str(int(value)) for value in constants.values()]
-        verb = "INSERT OR IGNORE" if or_ignore and not suffix else "INSERT"
+        # An upsert needs a plain INSERT, because OR IGNORE skips the update.
+        verb = "INSERT" if suffix else "INSERT OR IGNORE"
         # With "WHERE true", SQLite's parser reads ON CONFLICT as an upsert.
         self.sql = (
             f"{verb} INTO {table} ({', '.join(names)}) "
@@ -284,7 +284,6 @@ def _install() -> bool:
         logger.info("merchant_rows unavailable: sqlite3_auto_extension gave %d", result)
         return False
     _state["native"] = native
-    _state["sqlite"] = sqlite_library
     probe = sqlite3.connect(":memory:")
     try:
         working = usable(probe)
@@ -315,7 +314,8 @@ def usable(connection: sqlite3.Connection) -> bool:
             connection.execute(
                 "SELECT count(*) FROM merchant_rows(?)", (token,)
             ).fetchone()
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
+        logger.debug("merchant_rows missing on this connection: %s", exc)
         return False
     except RuntimeError as exc:
         logger.warning("merchant_rows not used for this import: %s", exc)
